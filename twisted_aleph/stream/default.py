@@ -1,0 +1,398 @@
+"""The buffered stream: Manifold's ``manifold.stream.default`` on Twisted.
+
+A :class:`Stream` is a sink (``put``) and a source (``take``) in one object.
+``buffer_size`` messages are accepted at once; a put beyond that returns a
+Deferred that fires only when a consumer makes room. That pending put *is*
+backpressure, and every transport in twisted_aleph honours it.
+
+A source is consumed one of two ways, never both at once:
+
+* pull: ``take()`` returns a Deferred of the next message;
+* push: :func:`twisted_aleph.stream.graph.connect` and friends attach an
+  :class:`Edge`, and messages are handed to it synchronously as they arrive,
+  waiting whenever the edge answers with a Deferred.
+
+Push delivery is a loop, not recursion, so a million synchronous messages
+never grow the stack. The hot path (``offer`` on a stream whose consumer is
+keeping up) allocates no Deferred.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Deque, List, Optional, Tuple, Union
+
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.logger import Logger
+
+log = Logger()
+
+
+class _Nothing:
+    """Marker for "no default given"; a take on a drained stream yields None."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOTHING"
+
+
+NOTHING: Any = _Nothing()
+
+#: what :meth:`Stream.offer` answers: accepted now, refused (closed), or later.
+Offered = Union[bool, Deferred]
+
+
+class Edge:
+    """A push consumer attached to a source, made by ``connect`` and its kin.
+
+    ``deliver(msg)`` answers True (accepted, keep going), False (this edge is
+    finished: detach it), or a Deferred firing True/False (accepted; wait for
+    it before the next message). ``source_drained()`` is told when the source
+    has nothing more to give.
+    """
+
+    __slots__ = ("source", "sink", "upstream", "description")
+
+    def __init__(self, sink: Any = None, upstream: bool = False,
+                 description: str = "") -> None:
+        self.source: Optional[Stream] = None
+        self.sink = sink
+        self.upstream = upstream
+        self.description = description
+
+    def deliver(self, msg: Any) -> Offered:
+        raise NotImplementedError
+
+    def source_drained(self) -> None:
+        """The source is drained; by default nothing more to do."""
+
+    def detach(self) -> None:
+        """Stop receiving from the source (and close it, if ``upstream``)."""
+        source = self.source
+        if source is not None:
+            source._remove_edge(self)
+
+
+class Stream:
+    """A Manifold stream: put/take with a bounded buffer and backpressure."""
+
+    __slots__ = (
+        "buffer_size", "description", "_buffer", "_pending", "_takers",
+        "_edges", "_blocked", "_delivering", "_closed", "_drained",
+        "_on_closed", "_on_drained", "__weakref__",
+    )
+
+    def __init__(self, buffer_size: int = 0, description: str = "") -> None:
+        if buffer_size < 0:
+            raise ValueError("buffer_size must be >= 0")
+        self.buffer_size = buffer_size
+        self.description = description
+        self._buffer: Deque[Any] = deque()
+        self._pending: Deque[Tuple[Any, Deferred]] = deque()
+        self._takers: Deque[Tuple[Deferred, Any]] = deque()
+        self._edges: List[Edge] = []
+        self._blocked = False
+        self._delivering = False
+        self._closed = False
+        self._drained = False
+        self._on_closed: List[Callable[[], Any]] = []
+        self._on_drained: List[Callable[[], Any]] = []
+
+    def __repr__(self) -> str:
+        state = "drained" if self._drained else "closed" if self._closed else "open"
+        desc = f" {self.description}" if self.description else ""
+        return (f"<Stream{desc} {state} buffered={len(self._buffer)}"
+                f" pending={len(self._pending)}>")
+
+    # -- sink side ---------------------------------------------------------
+
+    def offer(self, msg: Any) -> Offered:
+        """Put without allocating a Deferred when the message is accepted now.
+
+        Returns True if accepted, False if the stream is closed, or a Deferred
+        that fires True once the message has been accepted (or False if the
+        stream went away first). Transports call this on their hot path.
+        """
+        if self._closed:
+            return False
+        if self._edges:
+            if not self._blocked and not self._buffer and not self._pending:
+                return self._push_one(msg)
+        elif self._takers:
+            d, _ = self._takers.popleft()
+            d.callback(msg)
+            return True
+        if len(self._buffer) < self.buffer_size:
+            self._buffer.append(msg)
+            return True
+        d = Deferred()
+        self._pending.append((msg, d))
+        return d
+
+    def put(self, msg: Any) -> Deferred:
+        """Deferred[bool]: True once accepted, False if the stream is closed."""
+        r = self.offer(msg)
+        if r is True or r is False:
+            return succeed(r)
+        return r
+
+    def try_put(self, msg: Any, timeout: float, value: Any = False,
+                clock: Any = None) -> Deferred:
+        """Like put, but gives up after ``timeout`` seconds, yielding ``value``.
+
+        A put that times out is withdrawn: the message is not delivered later.
+        """
+        r = self.offer(msg)
+        if r is True or r is False:
+            return succeed(r)
+        return _withdraw_after(r, timeout, value, clock,
+                               lambda: self._withdraw_put(r))
+
+    def close(self) -> None:
+        """No more puts. Buffered messages can still be taken, then drained."""
+        if self._closed:
+            return
+        self._closed = True
+        callbacks, self._on_closed = self._on_closed, []
+        for cb in callbacks:
+            _run_callback(cb)
+        if not self._buffer and not self._pending:
+            self._mark_drained()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def on_closed(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` once the stream is closed (now, if it is)."""
+        if self._closed:
+            _run_callback(callback)
+        else:
+            self._on_closed.append(callback)
+
+    # -- source side -------------------------------------------------------
+
+    def take(self, default: Any = NOTHING) -> Deferred:
+        """Deferred of the next message, or ``default`` (None) once drained."""
+        if self._buffer:
+            msg = self._buffer.popleft()
+            self._refill()
+            d = succeed(msg)
+            self._check_drained()
+            return d
+        if self._pending:
+            msg, d = self._pending.popleft()
+            d.callback(True)
+            self._check_drained()
+            return succeed(msg)
+        if self._closed:
+            self._mark_drained()
+            return succeed(None if default is NOTHING else default)
+        d = Deferred()
+        self._takers.append((d, default))
+        return d
+
+    def try_take(self, default: Any = None, timeout: float = 0,
+                 value: Any = None, clock: Any = None) -> Deferred:
+        """Like take, but yields ``value`` if nothing comes within ``timeout``."""
+        d = self.take(default)
+        if d.called:
+            return d
+        return _withdraw_after(d, timeout, value, clock,
+                               lambda: self._withdraw_take(d))
+
+    @property
+    def is_drained(self) -> bool:
+        return self._drained
+
+    def on_drained(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` once the stream is drained (now, if it is)."""
+        if self._drained:
+            _run_callback(callback)
+        else:
+            self._on_drained.append(callback)
+
+    @property
+    def downstream(self) -> List[Any]:
+        """The sinks this stream feeds through connect/map/... edges."""
+        return [e.sink for e in self._edges if e.sink is not None]
+
+    def __aiter__(self) -> "Stream":
+        return self
+
+    async def __anext__(self) -> Any:
+        msg = await self.take(_END)
+        if msg is _END:
+            raise StopAsyncIteration
+        return msg
+
+    # -- push consumers (used by graph.py) -----------------------------------
+
+    def _add_edge(self, edge: Edge) -> None:
+        if self._drained:
+            edge.source_drained()
+            return
+        edge.source = self
+        self._edges.append(edge)
+        # Anything pulled by takers stays theirs; the rest now flows to edges.
+        self._deliver_backlog()
+
+    def _remove_edge(self, edge: Edge) -> None:
+        try:
+            self._edges.remove(edge)
+        except ValueError:
+            return
+        edge.source = None
+        if edge.upstream and not self._edges:
+            self.close()
+
+    def _push_one(self, msg: Any) -> Offered:
+        """Hand ``msg`` to every edge; block on the first that answers later."""
+        edges = self._edges
+        if len(edges) == 1:
+            edge = edges[0]
+            try:
+                r = edge.deliver(msg)
+            except Exception:
+                log.failure("error delivering {msg!r} through {edge}",
+                            msg=msg, edge=edge.description or edge)
+                r = False
+            if r is True:
+                return True
+            if r is False:
+                self._remove_edge(edge)
+                return True
+            return self._wait_for(r)
+        waits = []
+        for edge in list(edges):
+            try:
+                r = edge.deliver(msg)
+            except Exception:
+                log.failure("error delivering {msg!r}", msg=msg)
+                r = False
+            if r is False:
+                self._remove_edge(edge)
+            elif r is not True:
+                waits.append(r)
+        if not waits:
+            return True
+        if len(waits) == 1:
+            return self._wait_for(waits[0])
+        return self._wait_for(gatherResults(waits, consumeErrors=True))
+
+    def _wait_for(self, d: Deferred) -> Deferred:
+        """Block delivery until ``d`` fires; the returned Deferred fires True."""
+        self._blocked = True
+        done: Deferred = Deferred()
+
+        def unblock(result: Any) -> None:
+            self._blocked = False
+            done.callback(True)
+            self._deliver_backlog()
+
+        def failed(f: Any) -> None:
+            log.failure("downstream put failed", f)
+            unblock(None)
+
+        d.addCallbacks(unblock, failed)
+        return done
+
+    def _deliver_backlog(self) -> None:
+        """Push buffered and pending messages to edges until blocked or empty."""
+        if self._delivering:
+            return
+        self._delivering = True
+        try:
+            while self._edges and not self._blocked:
+                if self._buffer:
+                    msg = self._buffer.popleft()
+                    self._refill()
+                elif self._pending:
+                    msg, d = self._pending.popleft()
+                    d.callback(True)
+                else:
+                    break
+                self._push_one(msg)
+            if not self._blocked:
+                self._check_drained()
+        finally:
+            self._delivering = False
+
+    # -- bookkeeping -------------------------------------------------------
+
+    def _refill(self) -> None:
+        """Move the oldest pending put into the buffer, realizing it."""
+        if self._pending:
+            msg, d = self._pending.popleft()
+            self._buffer.append(msg)
+            d.callback(True)
+
+    def _check_drained(self) -> None:
+        if self._closed and not self._buffer and not self._pending:
+            self._mark_drained()
+
+    def _mark_drained(self) -> None:
+        if self._drained:
+            return
+        self._drained = True
+        takers, self._takers = self._takers, deque()
+        for d, default in takers:
+            d.callback(None if default is NOTHING else default)
+        for edge in list(self._edges):
+            try:
+                edge.source_drained()
+            except Exception:
+                log.failure("error propagating drain through {edge}", edge=edge)
+        callbacks, self._on_drained = self._on_drained, []
+        for cb in callbacks:
+            _run_callback(cb)
+
+    def _withdraw_put(self, d: Deferred) -> None:
+        for i, (_, pd) in enumerate(self._pending):
+            if pd is d:
+                del self._pending[i]
+                self._check_drained()
+                return
+
+    def _withdraw_take(self, d: Deferred) -> None:
+        for i, (td, _) in enumerate(self._takers):
+            if td is d:
+                del self._takers[i]
+                return
+
+
+class _End:
+    __slots__ = ()
+
+
+_END = _End()
+
+
+def _run_callback(cb: Callable[[], Any]) -> None:
+    try:
+        cb()
+    except Exception:
+        log.failure("error in stream callback {cb!r}", cb=cb)
+
+
+def _withdraw_after(d: Deferred, timeout: float, value: Any, clock: Any,
+                    withdraw: Callable[[], None]) -> Deferred:
+    """Fire a new Deferred with d's result, or ``value`` after ``timeout``."""
+    if clock is None:
+        from twisted.internet import reactor as clock  # type: ignore[no-redef]
+    out: Deferred = Deferred()
+
+    def expire() -> None:
+        withdraw()
+        out.callback(value)
+
+    call = clock.callLater(timeout, expire)
+
+    def passthrough(result: Any) -> None:
+        if call.active():
+            call.cancel()
+            out.callback(result)
+
+    d.addBoth(passthrough)
+    return out

@@ -1,0 +1,190 @@
+"""The connection graph: who feeds whom, and how closing propagates.
+
+``connect(src, dst)`` attaches a push :class:`Edge` to ``src``. Propagation
+follows Manifold:
+
+* downstream: when ``src`` is drained, ``dst`` is closed (``downstream=True``);
+* a closed ``dst`` detaches its edge at once, so ``src`` stops feeding it;
+* upstream: when the last edge of ``src`` is detached and it asked for
+  ``upstream=True``, ``src`` is closed too. Derived streams (``map``,
+  ``filter``, ``transform``...) ask for it, so closing the end of a pipeline
+  stops its head (a hung-up HTTP client stops a ``periodically`` timer).
+
+A duplex stream (TCP, WebSocket) is a :class:`SplicedStream`: puts go to one
+stream, takes come from another.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+from twisted.internet.defer import Deferred
+
+from twisted_aleph.stream.default import Edge, Offered, Stream, log
+
+
+class SplicedStream:
+    """A duplex stream: ``put`` goes to ``sink``, ``take`` comes from ``source``."""
+
+    __slots__ = ("sink", "source", "info", "__weakref__")
+
+    def __init__(self, sink: Any, source: Any, info: Optional[dict] = None) -> None:
+        self.sink = sink
+        self.source = source
+        self.info = info if info is not None else {}
+
+    def __repr__(self) -> str:
+        return f"<SplicedStream sink={self.sink!r} source={self.source!r}>"
+
+    # sink half
+    def offer(self, msg: Any) -> Offered:
+        return self.sink.offer(msg)
+
+    def put(self, msg: Any) -> Deferred:
+        return self.sink.put(msg)
+
+    def try_put(self, msg: Any, timeout: float, value: Any = False,
+                clock: Any = None) -> Deferred:
+        return self.sink.try_put(msg, timeout, value, clock)
+
+    def close(self) -> None:
+        self.sink.close()
+
+    @property
+    def is_closed(self) -> bool:
+        return self.sink.is_closed
+
+    def on_closed(self, callback: Callable[[], Any]) -> None:
+        self.sink.on_closed(callback)
+
+    # source half
+    def take(self, *args: Any) -> Deferred:
+        return self.source.take(*args)
+
+    def try_take(self, *args: Any, **kwargs: Any) -> Deferred:
+        return self.source.try_take(*args, **kwargs)
+
+    @property
+    def is_drained(self) -> bool:
+        return self.source.is_drained
+
+    def on_drained(self, callback: Callable[[], Any]) -> None:
+        self.source.on_drained(callback)
+
+    @property
+    def downstream(self) -> list:
+        return self.source.downstream
+
+    def __aiter__(self) -> Any:
+        return self.source.__aiter__()
+
+    def _add_edge(self, edge: Edge) -> None:
+        self.source._add_edge(edge)
+
+    def _remove_edge(self, edge: Edge) -> None:
+        self.source._remove_edge(edge)
+
+
+def splice(sink: Any, source: Any) -> SplicedStream:
+    """Present a separate sink and source as one duplex stream."""
+    return SplicedStream(sink, source)
+
+
+def attach(src: Any, edge: Edge) -> None:
+    """Start pushing ``src``'s messages into ``edge``; detach when its sink closes."""
+    sink = edge.sink
+    if sink is not None:
+        if sink.is_closed:
+            if edge.upstream and not src.downstream:
+                src.close()
+            return
+        sink.on_closed(edge.detach)
+    src._add_edge(edge)
+
+
+class SinkEdge(Edge):
+    """Feeds each message, unchanged, into a sink."""
+
+    __slots__ = ("downstream",)
+
+    def __init__(self, sink: Any, downstream: bool = True, upstream: bool = False,
+                 description: str = "connect") -> None:
+        super().__init__(sink, upstream, description)
+        self.downstream = downstream
+
+    def deliver(self, msg: Any) -> Offered:
+        return self.sink.offer(msg)
+
+    def source_drained(self) -> None:
+        if self.downstream:
+            self.sink.close()
+
+
+def connect(src: Any, dst: Any, downstream: bool = True, upstream: bool = False,
+            description: str = "connect") -> None:
+    """Feed every message of ``src`` into ``dst``, honouring dst's backpressure."""
+    attach(src, SinkEdge(dst, downstream, upstream, description))
+
+
+class CallbackEdge(Edge):
+    """Feeds each message through ``fn(msg) -> Offered`` into a derived sink.
+
+    An exception from ``fn`` is logged, the derived sink is closed and the
+    edge detached: one bad message ends that pipeline, not the process.
+    """
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Any], Offered], sink: Any,
+                 description: str) -> None:
+        super().__init__(sink, True, description)
+        self.fn = fn
+
+    def deliver(self, msg: Any) -> Offered:
+        try:
+            return self.fn(msg)
+        except Exception:
+            log.failure("error in stream {op} on {msg!r}",
+                        op=self.description, msg=msg)
+            self.sink.close()
+            return False
+
+    def source_drained(self) -> None:
+        self.sink.close()
+
+
+def connect_via(src: Any, fn: Callable[[Any], Offered], dst: Any,
+                description: str = "connect_via") -> None:
+    """Feed ``src`` into ``dst`` through ``fn``, which does the putting."""
+    attach(src, CallbackEdge(fn, dst, description))
+
+
+def offer_all(sink: Any, items: Iterable[Any]) -> Offered:
+    """Offer items in order, waiting on backpressure; True/False or a Deferred."""
+    it = iter(items)
+    for msg in it:
+        r = sink.offer(msg)
+        if r is True:
+            continue
+        if r is False:
+            return False
+        done: Deferred = Deferred()
+        r.addCallback(_offer_rest, sink, it, done)
+        return done
+    return True
+
+
+def _offer_rest(ok: bool, sink: Any, it: Iterator[Any], done: Deferred) -> None:
+    if not ok:
+        done.callback(False)
+        return
+    for msg in it:
+        r = sink.offer(msg)
+        if r is True:
+            continue
+        if r is False:
+            done.callback(False)
+            return
+        r.addCallback(_offer_rest, sink, it, done)
+        return
+    done.callback(True)

@@ -1,0 +1,317 @@
+"""Stream operators: map, filter, transform, buffer, batch, consume, reduce...
+
+Each derived stream is fed by an edge (see ``graph.py``) that closes it when
+its source drains, and closes the source when it is itself closed and was the
+source's only consumer. Nothing here blocks or spins: waiting is always a
+Deferred handed back to the edge.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, List, Optional
+
+from twisted.internet import defer, task
+from twisted.internet.defer import Deferred
+
+from twisted_aleph.stream import xforms
+from twisted_aleph.stream.default import Edge, Offered, Stream, log
+from twisted_aleph.stream.graph import (
+    SinkEdge, attach, connect, connect_via, offer_all,
+)
+
+
+_DRAINED = object()
+
+
+def _as_offer(result: Any) -> Offered:
+    """Turn a handler's return (value, Deferred, coroutine) into an Offered."""
+    if isinstance(result, Deferred):
+        return result.addCallback(lambda _: True)
+    if hasattr(result, "__await__") or hasattr(result, "cr_frame"):
+        return defer.ensureDeferred(result).addCallback(lambda _: True)
+    return True
+
+
+def map(f: Callable[..., Any], *sources: Any) -> Stream:  # noqa: A001
+    """A stream of ``f(msg)``; with several sources, of ``f(a, b, ...)`` zipped."""
+    if len(sources) != 1:
+        return map(lambda args: f(*args), zip_streams(*sources))
+    dst = Stream(description="map")
+    connect_via(sources[0], lambda msg: dst.offer(f(msg)), dst, "map")
+    return dst
+
+
+def filter(pred: Callable[[Any], Any], src: Any) -> Stream:  # noqa: A001
+    """A stream of the messages for which ``pred`` is true."""
+    dst = Stream(description="filter")
+    connect_via(src, lambda msg: dst.offer(msg) if pred(msg) else True, dst, "filter")
+    return dst
+
+
+def mapcat(f: Callable[[Any], Iterable[Any]], src: Any) -> Stream:
+    """A stream of every item of every ``f(msg)``, in order."""
+    dst = Stream(description="mapcat")
+    connect_via(src, lambda msg: offer_all(dst, f(msg)), dst, "mapcat")
+    return dst
+
+
+class _TransformEdge(Edge):
+    __slots__ = ("rf",)
+
+    def __init__(self, stage: xforms.Stage, sink: Stream) -> None:
+        super().__init__(sink, True, "transform")
+        self.rf = stage(xforms.Appender())
+
+    def deliver(self, msg: Any) -> Offered:
+        try:
+            acc = self.rf.step([], msg)
+        except Exception:
+            log.failure("error in stream transform on {msg!r}", msg=msg)
+            self.sink.close()
+            return False
+        if isinstance(acc, xforms.Reduced):
+            r = offer_all(self.sink, acc.value)
+            self._finish([])
+            return False if r is True else r
+        return offer_all(self.sink, acc) if acc else True
+
+    def source_drained(self) -> None:
+        self._finish([])
+
+    def _finish(self, acc: List[Any]) -> None:
+        try:
+            tail = self.rf.complete(acc)
+        except Exception:
+            log.failure("error completing stream transform")
+            tail = []
+        r = offer_all(self.sink, tail)
+        if r is True or r is False:
+            self.sink.close()
+        else:
+            r.addBoth(lambda _: self.sink.close())
+
+
+def transform(stage: xforms.Stage, src: Any, buffer_size: int = 0) -> Stream:
+    """Run ``src`` through a transducer-like stage (``xforms.take(10)``...)."""
+    dst = Stream(buffer_size, description="transform")
+    attach(src, _TransformEdge(stage, dst))
+    return dst
+
+
+def buffer(n: int, src: Any) -> Stream:
+    """A view of ``src`` that accepts ``n`` messages ahead of its consumer."""
+    dst = Stream(n, description="buffer")
+    attach(src, SinkEdge(dst, downstream=True, upstream=True, description="buffer"))
+    return dst
+
+
+class _BatchEdge(Edge):
+    __slots__ = ("max_size", "max_latency", "clock", "batch", "timer")
+
+    def __init__(self, sink: Stream, max_size: int, max_latency: Optional[float],
+                 clock: Any) -> None:
+        super().__init__(sink, True, "batch")
+        self.max_size = max_size
+        self.max_latency = max_latency
+        self.clock = clock
+        self.batch: List[Any] = []
+        self.timer: Any = None
+
+    def deliver(self, msg: Any) -> Offered:
+        self.batch.append(msg)
+        if len(self.batch) >= self.max_size:
+            return self.flush()
+        if self.timer is None and self.max_latency is not None:
+            self.timer = self.clock.callLater(self.max_latency, self._expired)
+        return True
+
+    def _expired(self) -> None:
+        self.timer = None
+        self.flush()
+
+    def flush(self) -> Offered:
+        if self.timer is not None:
+            if self.timer.active():
+                self.timer.cancel()
+            self.timer = None
+        if not self.batch:
+            return True
+        out, self.batch = self.batch, []
+        return self.sink.offer(out)
+
+    def source_drained(self) -> None:
+        r = self.flush()
+        if isinstance(r, Deferred):
+            r.addBoth(lambda _: self.sink.close())
+        else:
+            self.sink.close()
+
+
+def batch(max_size: int, max_latency: Optional[float], src: Any,
+          clock: Any = None) -> Stream:
+    """Lists of up to ``max_size`` messages, emitted when full or when the
+    oldest message in the batch has waited ``max_latency`` seconds."""
+    if clock is None:
+        from twisted.internet import reactor as clock  # type: ignore[no-redef]
+    dst = Stream(description="batch")
+    attach(src, _BatchEdge(dst, max_size, max_latency, clock))
+    return dst
+
+
+class _ConsumeEdge(Edge):
+    """Calls ``fn`` on each message; its Deferred result holds the next one."""
+
+    __slots__ = ("fn", "done")
+
+    def __init__(self, fn: Callable[[Any], Any], done: Deferred) -> None:
+        super().__init__(None, True, "consume")
+        self.fn = fn
+        self.done = done
+
+    def deliver(self, msg: Any) -> Offered:
+        try:
+            r = _as_offer(self.fn(msg))
+        except Exception:
+            self._fail(None)
+            return False
+        if r is True:
+            return True
+        return r.addErrback(self._fail)
+
+    def _fail(self, failure: Any) -> bool:
+        if not self.done.called:
+            if failure is None:
+                self.done.errback()
+            else:
+                self.done.errback(failure)
+        self.detach()
+        return False
+
+    def source_drained(self) -> None:
+        if not self.done.called:
+            self.done.callback(True)
+
+
+def consume(fn: Callable[[Any], Any], src: Any) -> Deferred:
+    """Call ``fn`` on every message; Deferred[True] once ``src`` is drained.
+
+    If ``fn`` returns a Deferred or coroutine, the next message waits for it
+    (Manifold's ``consume-async``). If ``fn`` raises, consumption stops, the
+    source is closed and the returned Deferred fails with that error.
+    """
+    done: Deferred = Deferred()
+    attach(src, _ConsumeEdge(fn, done))
+    return done
+
+
+class _ReduceEdge(Edge):
+    __slots__ = ("f", "acc", "done")
+
+    def __init__(self, f: Callable[[Any, Any], Any], init: Any, done: Deferred) -> None:
+        super().__init__(None, False, "reduce")
+        self.f = f
+        self.acc = init
+        self.done = done
+
+    def deliver(self, msg: Any) -> Offered:
+        try:
+            acc = self.f(self.acc, msg)
+        except Exception:
+            self.done.errback()
+            return False
+        if isinstance(acc, xforms.Reduced):
+            self.acc = acc.value
+            self.done.callback(self.acc)
+            return False
+        self.acc = acc
+        return True
+
+    def source_drained(self) -> None:
+        if not self.done.called:
+            self.done.callback(self.acc)
+
+
+def reduce(f: Callable[[Any, Any], Any], init: Any, src: Any) -> Deferred:
+    """Deferred of ``f`` folded over every message of ``src``, from ``init``.
+
+    ``f`` may return :class:`xforms.Reduced` to stop early; if it raises, the
+    Deferred fails with that error.
+    """
+    done: Deferred = Deferred()
+    attach(src, _ReduceEdge(f, init, done))
+    return done
+
+
+def put_all(sink: Any, items: Iterable[Any]) -> Deferred:
+    """Put every item in order; Deferred[bool], False if the sink closed first."""
+    r = offer_all(sink, items)
+    if r is True or r is False:
+        return defer.succeed(r)
+    return r
+
+
+def periodically(period: float, fn: Callable[[], Any], clock: Any = None,
+                 initial_delay: Optional[float] = None) -> Stream:
+    """A stream of ``fn()`` every ``period`` seconds (first after
+    ``initial_delay``, default one period). A tick whose previous message is
+    still unconsumed is skipped, so a slow reader never piles up values.
+    Closing the stream stops the timer; an exception in ``fn`` closes it."""
+    if clock is None:
+        from twisted.internet import reactor as clock  # type: ignore[no-redef]
+    s = Stream(1, description="periodically")
+    pending: List[Any] = [None]
+    loop = task.LoopingCall(lambda: tick())
+    loop.clock = clock
+
+    def tick() -> None:
+        if s.is_closed:
+            return
+        if pending[0] is not None and not pending[0].called:
+            return
+        try:
+            value = fn()
+        except Exception:
+            log.failure("error in periodically({fn!r}); closing", fn=fn)
+            s.close()
+            return
+        r = s.offer(value)
+        pending[0] = r if isinstance(r, Deferred) else None
+
+    def stop() -> None:
+        if loop.running:
+            loop.stop()
+
+    def start() -> None:
+        if not s.is_closed:
+            loop.start(period, now=True).addErrback(
+                lambda f: log.failure("periodically stopped", f))
+
+    s.on_closed(stop)
+    delay = period if initial_delay is None else initial_delay
+    clock.callLater(delay, start)
+    return s
+
+
+def zip_streams(*sources: Any) -> Stream:
+    """A stream of tuples, one message from each source; ends with the first."""
+    dst = Stream(description="zip")
+
+    def step(_: Any = None) -> None:
+        ds = [src.take(_DRAINED) for src in sources]
+        defer.gatherResults(ds).addCallbacks(got, lambda f: dst.close())
+
+    def got(values: List[Any]) -> None:
+        if any(v is _DRAINED for v in values):
+            dst.close()
+            return
+        d = dst.put(tuple(values))
+        d.addCallback(lambda ok: step() if ok else None)
+
+    step()
+    return dst
+
+
+__all__ = [
+    "map", "filter", "mapcat", "transform", "buffer", "batch", "consume",
+    "reduce", "put_all", "periodically", "zip_streams", "connect",
+]
