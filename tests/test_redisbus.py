@@ -1,0 +1,158 @@
+"""RESP codec as pure functions; RedisEventBus against a real redis-server.
+
+The integration tests start Debian's ``redis-server`` on a free port
+(``.ci/run`` installs it) and skip, saying why, only where it is absent.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+
+from hypothesis import given, strategies as st
+from twisted.internet import defer, protocol, reactor
+from twisted.trial import unittest
+
+from twisted_aleph import resp
+
+REDIS = shutil.which("redis-server")
+
+
+class RespCodec(unittest.TestCase):
+    def test_encode_command(self) -> None:
+        self.assertEqual(resp.encode_command("PUBLISH", "room", "hé"),
+                         b"*3\r\n$7\r\nPUBLISH\r\n$4\r\nroom\r\n$3\r\nh\xc3\xa9\r\n")
+
+    def test_encode_rejects_unknown_types(self) -> None:
+        self.assertRaises(TypeError, resp.encode_command, "SET", None)
+
+    def test_reply_kinds(self) -> None:
+        p = resp.RespParser()
+        replies = p.feed(b"+OK\r\n:42\r\n$-1\r\n$3\r\nabc\r\n*2\r\n$1\r\na\r\n:1\r\n-ERR bad\r\n")
+        self.assertEqual(replies[:5], [b"OK", 42, None, b"abc", [b"a", 1]])
+        self.assertIsInstance(replies[5], resp.ReplyError)
+        self.assertEqual(str(replies[5]), "ERR bad")
+
+    @given(st.lists(st.lists(st.binary(max_size=20), max_size=4), min_size=1, max_size=5),
+           st.data())
+    def test_any_chunking(self, arrays, data) -> None:
+        wire = b"".join(resp.encode_command(*a) if a else b"*0\r\n" for a in arrays)
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=8)))
+        p = resp.RespParser()
+        got = []
+        last = 0
+        for c in cuts + [len(wire)]:
+            got.extend(p.feed(wire[last:c]))
+            last = c
+        self.assertEqual(got, [list(a) for a in arrays])
+
+    def test_garbage_is_an_error(self) -> None:
+        self.assertRaises(resp.RespError, resp.RespParser().feed, b"?what\r\n")
+        self.assertRaises(resp.RespError, resp.RespParser().feed, b":12x\r\n")
+
+    def test_oversized_bulk_refused_before_buffering(self) -> None:
+        p = resp.RespParser(max_bulk=10)
+        self.assertRaises(resp.RespError, p.feed, b"$11\r\n")
+
+    def test_parse_url(self) -> None:
+        self.assertEqual(resp.parse_url("redis://:pw@example:6380/2"), ("example", 6380, "pw", 2))
+        self.assertEqual(resp.parse_url("redis://localhost"), ("localhost", 6379, None, 0))
+        self.assertRaises(ValueError, resp.parse_url, "http://x")
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class RedisProcess(protocol.ProcessProtocol):
+    """A redis-server child; ``ready`` fires when it accepts connections."""
+
+    def __init__(self) -> None:
+        self.ready: defer.Deferred = defer.Deferred()
+        self.ended: defer.Deferred = defer.Deferred()
+        self.output = b""
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+        if not self.ready.called and b"Ready to accept connections" in self.output:
+            self.ready.callback(None)
+
+    def processEnded(self, reason: object) -> None:
+        if not self.ready.called:
+            self.ready.errback(RuntimeError(f"redis-server exited: {self.output[-500:]!r}"))
+        self.ended.callback(None)
+
+
+def start_redis(port: int) -> RedisProcess:
+    proc = RedisProcess()
+    reactor.spawnProcess(proc, REDIS, [REDIS, "--port", str(port), "--bind", "127.0.0.1",
+                                       "--save", "", "--appendonly", "no"], env=None)
+    return proc
+
+
+def stop_redis(proc: RedisProcess) -> defer.Deferred:
+    if not proc.ended.called:
+        proc.transport.signalProcess("TERM")
+    return proc.ended
+
+
+class RedisBusIntegration(unittest.TestCase):
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self) -> defer.Generator:
+        if REDIS is None:
+            raise unittest.SkipTest("redis-server not installed (apt-get install redis-server)")
+        from twisted_aleph.redisbus import RedisEventBus
+        self.port = free_port()
+        self.redis = start_redis(self.port)
+        self.addCleanup(lambda: stop_redis(self.redis))
+        yield self.redis.ready
+        url = f"redis://127.0.0.1:{self.port}"
+        self.a = RedisEventBus(url)
+        self.b = RedisEventBus(url)
+        self.addCleanup(self.a.close)
+        self.addCleanup(self.b.close)
+        yield defer.gatherResults([self.a.when_connected(), self.b.when_connected()])
+
+    @defer.inlineCallbacks
+    def test_delivery_both_ways(self) -> defer.Generator:
+        sa = self.a.subscribe("shoes and ships")
+        sb = self.b.subscribe("shoes and ships")
+        yield self.a.when_subscribed("shoes and ships")
+        yield self.b.when_subscribed("shoes and ships")
+        self.assertTrue(self.a.is_active("shoes and ships"))
+        ok = yield self.a.publish("shoes and ships", "Alice: hello")
+        self.assertTrue(ok)
+        yield self.b.publish("shoes and ships", {"from": "Bob", "n": [1, 2]})
+        self.assertEqual((yield sa.take()), "Alice: hello")
+        self.assertEqual((yield sb.take()), "Alice: hello")
+        self.assertEqual((yield sa.take()), {"from": "Bob", "n": (1, 2)})
+        self.assertEqual((yield sb.take()), {"from": "Bob", "n": (1, 2)})
+
+    @defer.inlineCallbacks
+    def test_closed_subscriber_leaves(self) -> defer.Generator:
+        s = self.b.subscribe("room")
+        yield self.b.when_subscribed("room")
+        s.close()
+        self.assertFalse(self.b.is_active("room"))
+        self.assertEqual(self.b.downstream("room"), [])
+
+    @defer.inlineCallbacks
+    def test_publish_fails_while_down_then_recovers(self) -> defer.Generator:
+        sb = self.b.subscribe("room")
+        yield self.b.when_subscribed("room")
+        yield stop_redis(self.redis)
+        from twisted_aleph.redisbus import RedisUnavailable
+        yield self.assertFailure(self.a.publish("room", "lost?"), RedisUnavailable)
+        self.redis = start_redis(self.port)
+        yield self.redis.ready
+        yield self.b.when_subscribed("room")
+        yield self.a.when_connected()
+        delivered = yield self.a.publish("room", "back")
+        self.assertTrue(delivered)
+        self.assertEqual((yield sb.take()), "back")

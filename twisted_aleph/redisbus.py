@@ -1,0 +1,296 @@
+"""An EventBus over Redis pub/sub, so chat rooms span processes and machines.
+
+:class:`RedisEventBus` has :class:`twisted_aleph.bus.EventBus`'s interface
+(``subscribe``, ``publish``, ``is_active``, ``downstream``). Messages are
+EDN-encoded, so any EDN value crosses. It lives here, a transport module,
+rather than in ``bus`` (a primitive that does no I/O), by the floors rule.
+
+Two connections: one in subscribe mode, one for PUBLISH. Both reconnect
+with backoff when Redis goes away; on reconnect the channels with local
+subscribers are subscribed again. A publish while Redis is unreachable
+fails its Deferred with :class:`RedisUnavailable`: nothing silently vanishes.
+
+Redis pub/sub has no backpressure. A local subscriber whose stream is full
+(``buffer_size`` messages behind) loses the messages that do not fit; they
+are counted in ``dropped`` and logged. Choose ``buffer_size`` to taste.
+
+The RESP client is the project's own (:mod:`twisted_aleph.resp`): pub/sub
+and PUBLISH are all this needs, and the maintained Twisted Redis clients
+either lag Python releases or pull in more than that.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Deque, Dict, Hashable, List, Optional
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import defer, protocol
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.logger import Logger
+
+from twisted_aleph import edn
+from twisted_aleph.resp import ReplyError, RespParser, encode_command, parse_url
+from twisted_aleph.stream import Stream
+
+log = Logger()
+
+
+class RedisUnavailable(ConnectionError):
+    """Redis could not be reached, so the command was not sent."""
+
+
+class RedisProtocol(protocol.Protocol):
+    """A RESP connection: commands answered in order; pushes to ``on_push``."""
+
+    def __init__(self, password: Optional[str] = None, on_push: Any = None,
+                 on_ready: Any = None, on_lost: Any = None) -> None:
+        self.parser = RespParser()
+        self.waiting: Deque[Deferred] = deque()
+        self.password = password
+        self.on_push = on_push
+        self.on_ready = on_ready
+        self.on_lost = on_lost
+        self.is_ready = False
+        self.is_lost = False
+        self._ready_waiters: List[Deferred] = []
+
+    def connectionMade(self) -> None:
+        if self.password:
+            self.command("AUTH", self.password).addCallbacks(
+                self._became_ready, self._auth_failed)
+        else:
+            self._became_ready()
+
+    def _became_ready(self, _: Any = None) -> None:
+        self.is_ready = True
+        if self.on_ready is not None:
+            self.on_ready(self)
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for d in waiters:
+            d.callback(self)
+
+    def when_ready(self) -> Deferred:
+        """Deferred[self] once connected (and authenticated)."""
+        if self.is_ready:
+            return defer.succeed(self)
+        if self.is_lost:
+            return defer.fail(RedisUnavailable("connection to Redis lost"))
+        d: Deferred = Deferred()
+        self._ready_waiters.append(d)
+        return d
+
+    def _auth_failed(self, failure: Any) -> None:
+        log.error("Redis AUTH failed: {error}", error=failure.value)
+        self.transport.loseConnection()
+
+    def command(self, *args: Any) -> Deferred:
+        d: Deferred = Deferred()
+        self.waiting.append(d)
+        self.transport.write(encode_command(*args))
+        return d
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            replies = self.parser.feed(data)
+        except ValueError as e:
+            log.error("bad reply from Redis ({error}); reconnecting", error=e)
+            self.transport.loseConnection()
+            return
+        for reply in replies:
+            if self.on_push is not None and isinstance(reply, list) and reply and \
+                    reply[0] in (b"message", b"subscribe", b"unsubscribe"):
+                self.on_push(reply)
+                continue
+            if not self.waiting:
+                log.warn("unexpected Redis reply {reply!r}", reply=reply)
+                continue
+            d = self.waiting.popleft()
+            if isinstance(reply, ReplyError):
+                d.errback(reply)
+            else:
+                d.callback(reply)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.is_lost = True
+        self.is_ready = False
+        waiting, self.waiting = self.waiting, deque()
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for d in list(waiting) + waiters:
+            d.errback(RedisUnavailable("connection to Redis lost"))
+        if self.on_lost is not None:
+            self.on_lost(self)
+
+
+class _Factory(protocol.Factory):
+    def __init__(self, bus: "RedisEventBus", subscriber: bool) -> None:
+        self.bus = bus
+        self.subscriber = subscriber
+
+    def buildProtocol(self, addr: Any) -> RedisProtocol:
+        bus = self.bus
+        if self.subscriber:
+            p = RedisProtocol(bus.password, bus._on_push, bus._connected, bus._lost)
+        else:
+            p = RedisProtocol(bus.password)
+        p.factory = self
+        return p
+
+
+class RedisEventBus:
+    """The EventBus interface over Redis pub/sub (see the module docstring)."""
+
+    def __init__(self, url: str = "redis://localhost:6379", *, buffer_size: int = 1024,
+                 reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor  # type: ignore[no-redef]
+        self.reactor = reactor
+        host, port, self.password, _db = parse_url(url)
+        self.buffer_size = buffer_size
+        self.dropped = 0
+        self._topics: Dict[Hashable, List[Stream]] = {}
+        self._channels: Dict[bytes, Hashable] = {}
+        self._pending: Dict[Stream, Deferred] = {}
+        self._confirmed: set = set()
+        self._confirm_waiters: Dict[bytes, List[Deferred]] = {}
+        policy = backoffPolicy(initialDelay=0.1, maxDelay=5.0)
+        endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=5)
+        self._sub = ClientService(endpoint, _Factory(self, True), retryPolicy=policy)
+        self._pub = ClientService(endpoint, _Factory(self, False), retryPolicy=policy)
+        self._sub_protocol: Optional[RedisProtocol] = None
+        self._sub.startService()
+        self._pub.startService()
+
+    @staticmethod
+    def _channel(topic: Hashable) -> bytes:
+        return topic.encode("utf-8") if isinstance(topic, str) else edn.dumps(topic).encode()
+
+    def when_connected(self) -> Deferred:
+        """Deferred that fires once both connections are up (for tests, start-up)."""
+        return defer.gatherResults(
+            [self._sub.whenConnected().addCallback(lambda p: p.when_ready()),
+             self._pub.whenConnected().addCallback(lambda p: p.when_ready())]
+        ).addCallback(lambda _: None)
+
+    # -- EventBus interface -------------------------------------------------
+
+    def subscribe(self, topic: Hashable) -> Stream:
+        s = Stream(self.buffer_size, description=f"redis:{topic!r}")
+        subscribers = self._topics.setdefault(topic, [])
+        subscribers.append(s)
+        channel = self._channel(topic)
+        self._channels[channel] = topic
+        if len(subscribers) == 1 and self._sub_protocol is not None:
+            self._sub_command("SUBSCRIBE", channel)
+        s.on_closed(lambda: self._unsubscribe(topic, s))
+        return s
+
+    def _unsubscribe(self, topic: Hashable, s: Stream) -> None:
+        subscribers = self._topics.get(topic)
+        if not subscribers or s not in subscribers:
+            return
+        subscribers.remove(s)
+        self._pending.pop(s, None)
+        if not subscribers:
+            del self._topics[topic]
+            channel = self._channel(topic)
+            self._channels.pop(channel, None)
+            if self._sub_protocol is not None:
+                self._sub_command("UNSUBSCRIBE", channel)
+
+    def publish(self, topic: Hashable, msg: Any) -> Deferred:
+        """PUBLISH ``msg`` (EDN); Deferred[bool]: True once Redis took it and
+        at least one subscriber anywhere received it; fails with
+        :class:`RedisUnavailable` if Redis is down."""
+        try:
+            payload = edn.dumps(msg)
+        except Exception as e:
+            return defer.fail(e)
+        d = self._pub.whenConnected(failAfterFailures=1)
+        d.addCallback(lambda p: p.when_ready())
+        d.addCallback(lambda p: p.command("PUBLISH", self._channel(topic), payload))
+        d.addCallback(lambda n: n > 0)
+
+        def unavailable(f: Any) -> Any:
+            if f.check(ReplyError):
+                return f
+            raise RedisUnavailable(f"cannot publish to Redis: {f.getErrorMessage()}")
+        d.addErrback(unavailable)
+        return d
+
+    def is_active(self, topic: Hashable) -> bool:
+        return bool(self._topics.get(topic))
+
+    def downstream(self, topic: Hashable) -> List[Stream]:
+        return list(self._topics.get(topic, ()))
+
+    def close(self) -> Deferred:
+        """Close every subscriber stream and both connections."""
+        for subscribers in list(self._topics.values()):
+            for s in list(subscribers):
+                s.close()
+        return defer.gatherResults([defer.maybeDeferred(self._sub.stopService),
+                                    defer.maybeDeferred(self._pub.stopService)])
+
+    # -- connection events ----------------------------------------------------
+
+    def _connected(self, p: RedisProtocol) -> None:
+        self._sub_protocol = p
+        if self._channels:
+            self._sub_command("SUBSCRIBE", *self._channels)
+
+    def _lost(self, p: RedisProtocol) -> None:
+        if self._sub_protocol is p:
+            self._sub_protocol = None
+            self._confirmed.clear()
+            log.warn("lost the Redis subscription connection; reconnecting")
+
+    def _sub_command(self, *args: Any) -> None:
+        p = self._sub_protocol
+        if p is not None and p.transport is not None:
+            p.transport.write(encode_command(*args))
+
+    def when_subscribed(self, topic: Hashable) -> Deferred:
+        """Deferred that fires once Redis has confirmed the subscription to
+        ``topic`` (messages published before that are not received)."""
+        channel = self._channel(topic)
+        if channel in self._confirmed:
+            return defer.succeed(None)
+        d: Deferred = Deferred()
+        self._confirm_waiters.setdefault(channel, []).append(d)
+        return d
+
+    def _on_push(self, reply: List[Any]) -> None:
+        if len(reply) != 3:
+            return
+        kind, channel = reply[0], reply[1]
+        if kind == b"subscribe":
+            self._confirmed.add(channel)
+            for d in self._confirm_waiters.pop(channel, []):
+                d.callback(None)
+            return
+        if kind == b"unsubscribe":
+            self._confirmed.discard(channel)
+            return
+        if kind != b"message":
+            return
+        topic = self._channels.get(channel)
+        if topic is None:
+            return
+        try:
+            msg = edn.loads(reply[2].decode("utf-8"))
+        except Exception as e:
+            log.warn("undecodable message on {channel!r}: {error}", channel=reply[1], error=e)
+            return
+        for s in list(self._topics.get(topic, ())):
+            waiting = self._pending.get(s)
+            if waiting is not None and not waiting.called:
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    log.warn("subscriber of {topic!r} is behind; {n} messages dropped",
+                             topic=topic, n=self.dropped)
+                continue
+            r = s.offer(msg)
+            if isinstance(r, Deferred):
+                self._pending[s] = r

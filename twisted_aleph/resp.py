@@ -1,0 +1,136 @@
+"""RESP, the Redis wire protocol, as pure functions and an incremental parser.
+
+Sans-IO: :func:`encode_command` makes the bytes of one command and
+:class:`RespParser` turns received bytes into replies, exact under any
+split or coalescing of chunks. Used by :mod:`twisted_aleph.redisbus`.
+
+Cost: ``feed`` is amortised O(n) in the bytes fed; a reply that arrives in
+many small chunks is re-scanned from its start on each feed only up to the
+first incomplete element (bulk strings are length-prefixed, so their bodies
+are never scanned). A reply larger than ``max_bulk`` is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple, Union
+
+CRLF = b"\r\n"
+
+
+class RespError(ValueError):
+    """The peer sent bytes that are not RESP."""
+
+
+class ReplyError(Exception):
+    """A Redis error reply (``-ERR ...``), delivered as a value."""
+
+
+Arg = Union[bytes, str, int, float]
+
+
+def encode_command(*args: Arg) -> bytes:
+    """One command as a RESP array of bulk strings."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            b = a.encode("utf-8")
+        elif isinstance(a, (bytes, bytearray)):
+            b = bytes(a)
+        elif isinstance(a, (int, float)) and not isinstance(a, bool):
+            b = str(a).encode("ascii")
+        else:
+            raise TypeError(f"cannot send {type(a).__name__} to Redis")
+        out.append(b"$%d\r\n" % len(b))
+        out.append(b)
+        out.append(CRLF)
+    return b"".join(out)
+
+
+_INCOMPLETE = object()
+
+
+class RespParser:
+    """Incremental RESP2 reply parser: ``feed(data) -> [reply, ...]``.
+
+    Replies: ``bytes`` for simple and bulk strings, ``int``, ``None`` for
+    null, ``list`` for arrays, :class:`ReplyError` instances for errors.
+    """
+
+    def __init__(self, max_bulk: int = 512 * 1024 * 1024) -> None:
+        self.max_bulk = max_bulk
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> List[Any]:
+        self._buf += data
+        replies = []
+        pos = 0
+        buf = self._buf
+        while pos < len(buf):
+            value, end = self._parse(buf, pos)
+            if value is _INCOMPLETE:
+                break
+            replies.append(value)
+            pos = end
+        if pos:
+            del buf[:pos]
+        return replies
+
+    def _parse(self, buf: bytearray, pos: int) -> Tuple[Any, int]:
+        line_end = buf.find(CRLF, pos)
+        if line_end < 0:
+            if len(buf) - pos > 64 * 1024:
+                raise RespError("RESP header line too long")
+            return _INCOMPLETE, pos
+        kind = buf[pos:pos + 1]
+        line = bytes(buf[pos + 1:line_end])
+        nxt = line_end + 2
+        if kind == b"+":
+            return line, nxt
+        if kind == b"-":
+            return ReplyError(line.decode("utf-8", "replace")), nxt
+        if kind == b":":
+            return self._int(line), nxt
+        if kind == b"$":
+            n = self._int(line)
+            if n < 0:
+                return None, nxt
+            if n > self.max_bulk:
+                raise RespError(f"bulk string of {n} bytes over the {self.max_bulk} limit")
+            if len(buf) < nxt + n + 2:
+                return _INCOMPLETE, pos
+            if buf[nxt + n:nxt + n + 2] != CRLF:
+                raise RespError("bulk string not terminated by CRLF")
+            return bytes(buf[nxt:nxt + n]), nxt + n + 2
+        if kind == b"*":
+            n = self._int(line)
+            if n < 0:
+                return None, nxt
+            items: List[Any] = []
+            p = nxt
+            for _ in range(n):
+                item, p = self._parse(buf, p)
+                if item is _INCOMPLETE:
+                    return _INCOMPLETE, pos
+                items.append(item)
+            return items, p
+        raise RespError(f"unknown RESP type byte {kind!r}")
+
+    @staticmethod
+    def _int(line: bytes) -> int:
+        try:
+            return int(line)
+        except ValueError:
+            raise RespError(f"bad RESP integer {line!r}") from None
+
+
+def parse_url(url: str) -> Tuple[str, int, Optional[str], int]:
+    """``redis://[:password@]host[:port][/db]`` -> (host, port, password, db)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", ""):
+        raise ValueError(f"not a redis:// URL: {url!r}")
+    host = parts.hostname or "localhost"
+    port = parts.port or 6379
+    db = int(parts.path.strip("/") or 0)
+    return host, port, parts.password, db
