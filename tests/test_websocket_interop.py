@@ -1,0 +1,151 @@
+"""WebSocket against an independent implementation: the ``websockets`` package.
+
+Its synchronous client and server run in threads (deferToThread / a server
+thread), so our server is checked by a client we did not write and our
+client by a server we did not write.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, List
+
+from twisted.internet import defer
+from twisted.internet.threads import deferToThread
+from twisted.trial import unittest
+
+from tests.test_websocket import Harness, bounded, take_n, until
+from twisted_aleph import stream as s
+from twisted_aleph.http.websocket import closed, websocket_client
+
+try:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+    from websockets.sync.server import serve
+except ImportError:  # pragma: no cover
+    connect = None
+
+TIMEOUT = 10
+
+
+class TheirClientOurServer(unittest.TestCase):
+    if connect is None:
+        skip = "the websockets package is not installed"
+
+    def test_echo_ten_messages(self) -> Any:
+        harness = Harness(self)
+
+        def talk() -> Any:
+            with connect(harness.url("/echo"), open_timeout=TIMEOUT) as ws:
+                for i in range(10):
+                    ws.send(str(i))
+                ws.send(b"\x00binary")
+                got = [ws.recv(timeout=TIMEOUT) for _ in range(11)]
+                return got, ws.response.headers.get("Sec-WebSocket-Extensions")
+
+        def check(result: Any) -> None:
+            got, extensions = result
+            self.assertEqual(got, [str(i) for i in range(10)] + [b"\x00binary"])
+            self.assertIn("permessage-deflate", extensions)
+        return bounded(deferToThread(talk)).addCallback(check)
+
+    def test_chat_between_their_client_and_ours(self) -> Any:
+        harness = Harness(self)
+
+        def bob() -> List[str]:
+            with connect(harness.url("/chat"), open_timeout=TIMEOUT) as ws:
+                ws.send("shoes and ships")
+                ws.send("Bob")
+                ws.send("hi!")
+                return [ws.recv(timeout=TIMEOUT), ws.recv(timeout=TIMEOUT)]
+
+        async def run() -> None:
+            alice = await harness.client("/chat")
+            await s.put_all(alice, ["shoes and ships", "Alice"])
+            await bounded(until(lambda: harness.bus.is_active("shoes and ships")))
+            bob_done = deferToThread(bob)
+            # Bob's line is published after Bob subscribed, so he will hear Alice.
+            self.assertEqual(await take_n(alice, 1), ["Bob: hi!"])
+            await alice.put("hello")
+            self.assertEqual(await bounded(bob_done), ["Bob: hi!", "Alice: hello"])
+            self.assertEqual(await take_n(alice, 1), ["Alice: hello"])
+        return defer.ensureDeferred(run())
+
+    def test_their_client_gets_1009_for_a_message_over_the_limit(self) -> Any:
+        harness = Harness(self, max_message_size=1000)
+
+        def offend() -> Any:
+            with connect(harness.url("/echo-limited"), open_timeout=TIMEOUT,
+                         compression=None) as ws:
+                ws.send("a" * 5000)
+                try:
+                    ws.recv(timeout=TIMEOUT)
+                except ConnectionClosed as e:
+                    return e.rcvd.code if e.rcvd else None
+                return "not closed"
+        return bounded(deferToThread(offend)).addCallback(self.assertEqual, 1009)
+
+    def test_their_client_closing_with_a_code_is_surfaced(self) -> Any:
+        harness = Harness(self)
+
+        def close_with_code() -> None:
+            with connect(harness.url("/keep"), open_timeout=TIMEOUT) as ws:
+                ws.send("one")
+                ws.close(code=4003, reason="done here")
+
+        async def run() -> None:
+            await bounded(deferToThread(close_with_code))
+            server_side = harness.server_conns[0]
+            self.assertEqual(await bounded(server_side.take()), "one")
+            info = await bounded(closed(server_side))
+            self.assertEqual((info["close_code"], info["close_reason"]), (4003, "done here"))
+        return defer.ensureDeferred(run())
+
+
+class OurClientTheirServer(unittest.TestCase):
+    if connect is None:
+        skip = "the websockets package is not installed"
+
+    def setUp(self) -> None:
+        def handler(ws: Any) -> None:
+            for message in ws:
+                if message == "close please":
+                    ws.close(code=4002, reason="as asked")
+                    return
+                ws.send(message)
+        self.server = serve(handler, "127.0.0.1", 0)
+        self.port = self.server.socket.getsockname()[1]
+        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        thread.start()
+
+        def stop() -> Any:
+            self.server.shutdown()
+            return deferToThread(thread.join, TIMEOUT)
+        self.addCleanup(stop)
+
+    async def _echo(self) -> None:
+        conn = await bounded(websocket_client(f"ws://127.0.0.1:{self.port}/"))
+        self.assertEqual(conn.info["extensions"], ["permessage-deflate"])
+        await s.put_all(conn, [str(i) for i in range(10)] + [b"\x01\x02"])
+        self.assertEqual(await take_n(conn, 11), [str(i) for i in range(10)] + [b"\x01\x02"])
+        await conn.put("close please")
+        self.assertIsNone(await bounded(conn.take()))
+        self.assertEqual((conn.info["close_code"], conn.info["close_reason"]),
+                         (4002, "as asked"))
+
+    def test_echo_and_server_close_code(self) -> Any:
+        return defer.ensureDeferred(self._echo())
+
+    async def _close(self) -> None:
+        conn = await bounded(websocket_client(f"ws://127.0.0.1:{self.port}/",
+                                              compression=False))
+        self.assertEqual(conn.info["extensions"], [])
+        await conn.put("bye")
+        self.assertEqual(await bounded(conn.take()), "bye")
+        conn.close()
+        info = await bounded(closed(conn))
+        self.assertTrue(info["was_clean"])
+        self.assertEqual(info["local_close_code"], 1000)
+
+    def test_closing_our_stream_is_a_clean_close(self) -> Any:
+        return defer.ensureDeferred(self._close())

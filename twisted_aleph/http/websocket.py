@@ -1,0 +1,519 @@
+"""WebSocket connections as duplex streams, on Autobahn (Aleph's ``websocket-connection``).
+
+``websocket_connection(request)`` is called inside an HTTP handler: it checks
+the upgrade request (a pure function, :func:`handshake_problem`), takes over
+the request's TCP transport the way ``autobahn.twisted.resource.
+WebSocketResource`` does, and fires with a :class:`SplicedStream`: put ``str``
+to send a text frame, ``bytes`` for a binary one; take yields the same.
+``websocket_client(url)`` is the client side of the same thing.
+
+Backpressure both ways. Incoming: a message the stream cannot accept at once
+pauses reading from the socket until it is taken (what is already read stays
+queued in the stream, at most one socket read's worth). Outgoing: the sink is
+drained by an :class:`Edge` that writes frames and, while the transport's write
+buffer is full (it paused us as its producer), answers with a Deferred, so puts
+wait. Cost per message: one Autobahn frame encode/decode and one stream offer,
+no Deferred on the fast path.
+
+Closing the stream sends a close frame once queued messages are written; the
+peer closing, failing a ping, or vanishing closes it. ``stream.info`` holds
+``close_code``, ``close_reason`` and ``was_clean`` afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Tuple
+
+from autobahn.exception import PayloadExceededError
+from autobahn.twisted.websocket import (
+    WebSocketClientFactory, WebSocketClientProtocol, WebSocketServerFactory,
+    WebSocketServerProtocol,
+)
+from autobahn.websocket.compress import (
+    PerMessageDeflateOffer, PerMessageDeflateOfferAccept,
+    PerMessageDeflateResponse, PerMessageDeflateResponseAccept,
+)
+from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.util import parse_url
+from twisted.internet import defer, endpoints, ssl
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
+
+from twisted_aleph.stream import Edge, SplicedStream, Stream
+from twisted_aleph.stream.graph import attach
+
+log = Logger()
+
+#: largest message (and frame) accepted; a bigger one closes that connection with 1009.
+DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+#: seconds between keep-alive pings, and how long to wait for the pong.
+DEFAULT_PING_INTERVAL = 30.0
+DEFAULT_PING_TIMEOUT = 10.0
+#: incoming messages held before reading from the socket pauses.
+DEFAULT_BUFFER_SIZE = 16
+
+CLOSE_NORMAL = WebSocketProtocol.CLOSE_STATUS_CODE_NORMAL
+CLOSE_MESSAGE_TOO_BIG = WebSocketProtocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG
+_OPEN = WebSocketProtocol.STATE_OPEN
+
+
+class NotAWebSocket(ValueError):
+    """The HTTP request is not a valid WebSocket opening handshake."""
+
+
+class WebSocketHandshakeError(ConnectionError):
+    """The WebSocket opening handshake failed (client side, or a dropped peer)."""
+
+
+# -- the handshake check: pure, no I/O ------------------------------------------
+
+SUPPORTED_VERSIONS = ("13",)
+
+
+def handshake_problem(method: bytes, headers: Mapping[str, str]) -> Optional[str]:
+    """Why this request is not a WebSocket handshake (RFC 6455 4.2.1), or None.
+
+    ``headers`` maps lower-case header names to values.
+    """
+    if method != b"GET":
+        return "the method must be GET"
+    if not headers.get("host"):
+        return "missing Host header"
+    if "websocket" not in _tokens(headers.get("upgrade", "")):
+        return "missing 'Upgrade: websocket'"
+    if "upgrade" not in _tokens(headers.get("connection", "")):
+        return "missing 'Connection: Upgrade'"
+    version = headers.get("sec-websocket-version", "").strip()
+    if version not in SUPPORTED_VERSIONS:
+        return f"unsupported Sec-WebSocket-Version {version!r} (expected 13)"
+    key = headers.get("sec-websocket-key", "").strip()
+    try:
+        raw = base64.b64decode(key.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raw = b""
+    if len(raw) != 16:
+        return "Sec-WebSocket-Key must be 16 random bytes in base64"
+    return None
+
+
+def _tokens(value: str) -> Tuple[str, ...]:
+    return tuple(t.strip().lower() for t in value.split(","))
+
+
+# -- frames <-> stream --------------------------------------------------------
+
+
+class _OutgoingStream(Stream):
+    """The sink half: refuses anything but text (str) or binary (bytes) at once."""
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol: Any) -> None:
+        super().__init__(0, "websocket out")
+        self.protocol = protocol
+
+    def offer(self, msg: Any) -> Any:
+        if not isinstance(msg, (str, bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"a WebSocket message is str or bytes, not {type(msg).__name__}")
+        return Stream.offer(self, msg)
+
+
+class _FrameWriter(Edge):
+    """Drains the outgoing stream into frames; waits while the transport is full."""
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol: "_StreamBridge") -> None:
+        super().__init__(None, False, "websocket writer")
+        self.protocol = protocol
+
+    def deliver(self, msg: Any) -> Any:
+        p = self.protocol
+        if p.state != _OPEN:
+            # The connection is gone or closing: let the stream drain so no put hangs.
+            p.dropped_messages += 1
+            return True
+        if isinstance(msg, str):
+            payload, binary = msg.encode("utf-8"), False
+        else:
+            payload, binary = bytes(msg), True
+        try:
+            p.sendMessage(payload, binary)
+        except PayloadExceededError:
+            p.message_too_big_to_send(len(payload))
+            return True
+        if p.write_paused:
+            return p.wait_writable()
+        return True
+
+    def source_drained(self) -> None:
+        """The user closed the stream and everything queued is written."""
+        p = self.protocol
+        if p.state == _OPEN:
+            p.sendClose(CLOSE_NORMAL)
+
+
+def _network_reader(transport: Any) -> Any:
+    """What to pause to stop reading: the transport, or under TLS the TCP below it."""
+    while not hasattr(transport, "pauseProducing") and hasattr(transport, "transport"):
+        transport = transport.transport
+    return transport
+
+
+_LEFTOVER_TIMERS = ("closeHandshakeTimeoutCall", "serverConnectionDropTimeoutCall",
+                    "openHandshakeTimeoutCall")
+
+
+class _StreamBridge:
+    """Mixed into Autobahn's protocols: WebSocket messages <-> a duplex Stream.
+
+    ``opened`` fires with the stream once the handshake is done, or fails with
+    :class:`WebSocketHandshakeError` if the connection ends first.
+    """
+
+    factory: Any
+    transport: Any
+    state: int
+
+    def connectionMade(self) -> None:
+        self.opened: Deferred = Deferred()
+        self.info: Dict[str, Any] = {}
+        self.stream: Optional[SplicedStream] = None
+        self._incoming = Stream(self.factory.aleph_buffer_size, "websocket in")
+        self._outgoing = _OutgoingStream(self)
+        self.ended: Deferred = Deferred()  # fires with self.info once the connection is gone
+        self.write_paused = False
+        self._writable: Optional[Deferred] = None
+        self._waiting_puts = 0
+        self._reading_paused = False
+        self._reader = _network_reader(self.transport)
+        self._lost = False
+        self.dropped_messages = 0
+        self.http_protocol: Any = getattr(self, "http_protocol", None)
+        peer = self.transport.getPeer()
+        self.info["remote_addr"] = getattr(peer, "host", None)
+        # We are the transport's producer: it tells us when its buffer is full.
+        self.transport.registerProducer(self, True)
+        super().connectionMade()  # type: ignore[misc]
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)  # type: ignore[misc]
+        # Autobahn leaves its close-handshake timers running after the
+        # connection is gone; they would only find it closed. Cancel them.
+        for name in _LEFTOVER_TIMERS:
+            call = getattr(self, name, None)
+            if call is not None:
+                call.cancel()
+                setattr(self, name, None)
+        http_protocol, self.http_protocol = self.http_protocol, None
+        if http_protocol is not None:
+            # Let twisted.web (and the Server tracking this connection) clean up.
+            try:
+                http_protocol.connectionLost(reason)
+            except Exception:
+                log.failure("error telling the HTTP channel its connection is gone")
+
+    # Autobahn callbacks ------------------------------------------------------
+
+    def onOpen(self) -> None:
+        extensions = getattr(self, "websocket_extensions_in_use", None) or []
+        self.info["extensions"] = [e.EXTENSION_NAME for e in extensions]
+        self.stream = SplicedStream(self._outgoing, self._incoming, self.info)
+        attach(self._outgoing, _FrameWriter(self))
+        self.opened.callback(self.stream)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        msg: Any = payload if isBinary else payload.decode("utf-8")
+        r = self._incoming.offer(msg)
+        if r is True:
+            return
+        if r is False:
+            self.dropped_messages += 1
+            return
+        # Not taken yet: stop reading until the stream has accepted it.
+        self._waiting_puts += 1
+        if not self._reading_paused:
+            self._reading_paused = True
+            self._reader.pauseProducing()
+        r.addBoth(self._accepted)
+
+    def _accepted(self, _: Any) -> None:
+        self._waiting_puts -= 1
+        if self._waiting_puts == 0 and self._reading_paused:
+            self._reading_paused = False
+            if not self._lost:
+                self._reader.resumeProducing()
+
+    def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        self._lost = True
+        self.info["was_clean"] = wasClean
+        self.info["close_code"] = code
+        self.info["close_reason"] = reason
+        self.info["local_close_code"] = getattr(self, "localCloseCode", None)
+        self.ended.callback(self.info)
+        if not self.opened.called:
+            why = getattr(self, "wasNotCleanReason", None) or reason
+            self.opened.errback(WebSocketHandshakeError(
+                why or "connection closed during the WebSocket handshake"))
+            return
+        # Sink first: whoever is woken by the source draining sees a closed stream.
+        self._outgoing.close()
+        self._fire_writable()
+        self._incoming.close()
+        if self.dropped_messages:
+            log.debug("websocket to {peer} closed with {n} unsent messages dropped",
+                      peer=self.info.get("remote_addr"), n=self.dropped_messages)
+
+    # IPushProducer: the transport pauses us when its write buffer is full ----
+
+    def pauseProducing(self) -> None:
+        self.write_paused = True
+
+    def resumeProducing(self) -> None:
+        self.write_paused = False
+        self._fire_writable()
+
+    def stopProducing(self) -> None:
+        """The transport is going away; connectionLost/onClose follows."""
+
+    def wait_writable(self) -> Deferred:
+        if self._writable is None:
+            self._writable = Deferred()
+        return self._writable
+
+    def _fire_writable(self) -> None:
+        d, self._writable = self._writable, None
+        if d is not None:
+            d.callback(True)
+
+    def message_too_big_to_send(self, size: int) -> None:
+        """A put over max_message_size: refuse it loudly by closing with 1009."""
+        log.warn("closing websocket to {peer}: outgoing message of {size} bytes "
+                 "is over the maximum message size",
+                 peer=self.info.get("remote_addr"), size=size)
+        self._fail_connection(CLOSE_MESSAGE_TOO_BIG, "message too big to send")  # type: ignore[attr-defined]
+
+
+class _ServerProtocol(_StreamBridge, WebSocketServerProtocol):
+    def onConnect(self, request: Any) -> None:
+        self.info["headers"] = dict(request.headers)
+        self.info["uri"] = request.path
+        return None
+
+
+class _ClientProtocol(_StreamBridge, WebSocketClientProtocol):
+    def onConnect(self, response: Any) -> None:
+        self.info["headers"] = dict(response.headers)
+        return None
+
+
+def websocket_close(conn: SplicedStream, code: int = CLOSE_NORMAL,
+                    reason: Optional[str] = None) -> Deferred:
+    """Close ``conn`` with a close code (1000 or 3000-4999) and reason.
+
+    Unlike ``conn.close()`` it does not wait for queued messages. Deferred
+    firing with ``conn.info`` once the connection has ended.
+    """
+    protocol = conn.sink.protocol
+    if protocol.state == _OPEN:
+        protocol.sendClose(code, reason)
+    return closed(conn)
+
+
+def closed(conn: SplicedStream) -> Deferred:
+    """Deferred[info dict] firing once the connection under ``conn`` has ended."""
+    d: Deferred = Deferred()
+    conn.sink.protocol.ended.addBoth(lambda info: (d.callback(info), info)[1])
+    return d
+
+
+# -- factories ------------------------------------------------------------------
+
+
+def _accept_deflate_offer(offers: Any) -> Any:
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
+
+
+def _accept_deflate_response(response: Any) -> Any:
+    if isinstance(response, PerMessageDeflateResponse):
+        return PerMessageDeflateResponseAccept(response)
+    return None
+
+
+def _configure(factory: Any, server: bool, max_message_size: int,
+               ping_interval: Optional[float], ping_timeout: Optional[float],
+               compression: bool, buffer_size: int, clock: Any) -> None:
+    options: Dict[str, Any] = dict(
+        maxMessagePayloadSize=max_message_size,
+        maxFramePayloadSize=max_message_size,
+        autoPingInterval=ping_interval or 0,
+        autoPingTimeout=(ping_timeout or 0) if ping_interval else 0,
+        # Fail with a close frame carrying the code (1007, 1009...), not a bare drop.
+        failByDrop=False,
+    )
+    if compression:
+        if server:
+            options["perMessageCompressionAccept"] = _accept_deflate_offer
+        else:
+            options["perMessageCompressionOffers"] = [PerMessageDeflateOffer()]
+            options["perMessageCompressionAccept"] = _accept_deflate_response
+    factory.setProtocolOptions(**options)
+    factory.aleph_buffer_size = buffer_size
+    if clock is not None:
+        # Autobahn's timers (ping, close handshake) run on txaio's loop; tests pass a Clock.
+        factory._batched_timer = _ClockTimer(clock)
+
+
+class _ClockTimer:
+    """Autobahn's timer interface (``call_later`` -> cancellable) on a given clock."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any,
+                   **kwargs: Any) -> "_ClockCall":
+        return _ClockCall(self.clock.callLater(delay, fn, *args, **kwargs))
+
+
+class _ClockCall:
+    __slots__ = ("call",)
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+
+    def cancel(self) -> None:
+        if self.call.active():
+            self.call.cancel()
+
+
+_server_factories: Dict[Hashable, WebSocketServerFactory] = {}
+
+
+def _server_factory(key: Tuple[Any, ...]) -> WebSocketServerFactory:
+    """One Autobahn factory per distinct set of options, built on first use."""
+    factory = _server_factories.get(key)
+    if factory is None:
+        if len(_server_factories) >= 32:  # options vary only in tests; stay bounded
+            _server_factories.clear()
+        factory = WebSocketServerFactory(server=None)  # no "Server: Autobahn/x.y" header
+        factory.protocol = _ServerProtocol
+        _configure(factory, True, *key)
+        _server_factories[key] = factory
+    return factory
+
+
+# -- server ---------------------------------------------------------------------
+
+
+def websocket_connection(request: Any, *,
+                         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+                         ping_interval: Optional[float] = DEFAULT_PING_INTERVAL,
+                         ping_timeout: Optional[float] = DEFAULT_PING_TIMEOUT,
+                         compression: bool = True,
+                         buffer_size: int = DEFAULT_BUFFER_SIZE,
+                         clock: Any = None) -> Deferred:
+    """Upgrade a twisted.web ``request`` to a WebSocket: Deferred[SplicedStream].
+
+    Fails with :class:`NotAWebSocket` (and touches nothing) when the request is
+    not a valid handshake, so the handler can answer 400. On success it sets
+    ``request.aleph_upgraded = True``: the HTTP server then writes no response.
+    """
+    headers = {k.decode("latin-1").lower(): b",".join(v).decode("latin-1")
+               for k, v in request.requestHeaders.getAllRawHeaders()}
+    problem = handshake_problem(request.method, headers)
+    channel = getattr(request, "channel", None)
+    if problem is None and (channel is None or channel.transport is None):
+        problem = "WebSocket needs an HTTP/1.1 connection"
+    if problem is not None:
+        return defer.fail(NotAWebSocket(problem))
+    factory = _server_factory((max_message_size, ping_interval, ping_timeout,
+                               compression, buffer_size, clock))
+    protocol = _take_over(request, factory)
+    return protocol.opened
+
+
+def _take_over(request: Any, factory: WebSocketServerFactory) -> _ServerProtocol:
+    """Move the request's connection from twisted.web to an Autobahn protocol."""
+    channel = request.channel
+    transport, channel.transport = channel.transport, None
+    protocol = factory.buildProtocol(transport.getPeer())
+    if isinstance(transport, ProtocolWrapper):  # TLS
+        protocol.http_protocol = transport.wrappedProtocol
+        transport.wrappedProtocol = protocol
+    elif isinstance(getattr(transport, "protocol", None), ProtocolWrapper):
+        protocol.http_protocol = transport.protocol.wrappedProtocol
+        transport.protocol.wrappedProtocol = protocol
+    else:
+        protocol.http_protocol = transport.protocol
+        transport.protocol = protocol
+    # The HTTP channel was the transport's producer; from now on the WebSocket is.
+    transport.unregisterProducer()
+    request.aleph_upgraded = True
+    protocol.makeConnection(transport)
+    # twisted.web may have paused reading while it handled the request; resume it.
+    reader = _network_reader(transport)
+    if hasattr(reader, "resumeProducing"):
+        reader.resumeProducing()
+    # Replay the handshake Autobahn needs, then anything the client sent after it.
+    head = [request.method + b" " + request.uri + b" HTTP/1.1\r\n"]
+    for name, values in request.requestHeaders.getAllRawHeaders():
+        head.append(name + b": " + b",".join(values) + b"\r\n")
+    head.append(b"\r\n")
+    early = getattr(channel, "_dataBuffer", None) or []
+    if early:
+        channel._dataBuffer = []
+    protocol.dataReceived(b"".join(head + list(early)))
+    return protocol
+
+
+# -- client ---------------------------------------------------------------------
+
+
+def websocket_client(url: str, *, headers: Optional[Mapping[str, str]] = None,
+                     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+                     ping_interval: Optional[float] = DEFAULT_PING_INTERVAL,
+                     ping_timeout: Optional[float] = DEFAULT_PING_TIMEOUT,
+                     compression: bool = True,
+                     buffer_size: int = DEFAULT_BUFFER_SIZE,
+                     tls: Any = None, reactor: Any = None,
+                     clock: Any = None) -> Deferred:
+    """Connect to a ``ws://`` or ``wss://`` URL: Deferred[SplicedStream].
+
+    Fails with :class:`WebSocketHandshakeError` when the server refuses the
+    upgrade, or with the connection error. ``tls`` is for ``wss://``: a
+    ``twisted_aleph.tls.client_context(...)`` or any client TLS creator
+    (default: verify the host against the platform's trust store).
+    """
+    if reactor is None:
+        from twisted.internet import reactor  # type: ignore[no-redef]
+    try:
+        is_secure, host, port = parse_url(url)[:3]
+    except ValueError as e:
+        return defer.fail(e)
+    factory = WebSocketClientFactory(url, headers=dict(headers or {}), reactor=reactor)
+    factory.protocol = _ClientProtocol
+    _configure(factory, False, max_message_size, ping_interval, ping_timeout,
+               compression, buffer_size, clock)
+    endpoint: Any = endpoints.HostnameEndpoint(reactor, host, port)
+    if is_secure:
+        if tls is None:
+            creator = ssl.optionsForClientTLS(host)
+        else:
+            from twisted_aleph.tls import connection_creator
+            creator = connection_creator(tls, host)
+        endpoint = endpoints.wrapClientTLS(creator, endpoint)
+    return endpoint.connect(factory).addCallback(lambda protocol: protocol.opened)
+
+
+__all__ = [
+    "websocket_connection", "websocket_client", "websocket_close", "closed",
+    "handshake_problem",
+    "NotAWebSocket", "WebSocketHandshakeError", "DEFAULT_MAX_MESSAGE_SIZE",
+]
