@@ -33,9 +33,16 @@ def to_deferred(x: Any) -> Deferred:
     """Coerce a Deferred, coroutine or plain value into a Deferred."""
     if isinstance(x, Deferred):
         return x
-    if inspect.isawaitable(x):
+    if inspect.iscoroutine(x):
         return defer.ensureDeferred(x)
+    if inspect.isawaitable(x):
+        return defer.ensureDeferred(_await(x))
     return defer.succeed(x)
+
+
+async def _await(x: Any) -> Any:
+    """A coroutine awaiting any awaitable, so ensureDeferred can run it."""
+    return await x
 
 
 def _unwrap(result: Any) -> Any:
@@ -74,7 +81,9 @@ def catch(x: Any, fn: Callable[[BaseException], Any],
 
     def handle(failure: Failure) -> Any:
         failure.trap(*types)
-        return _unwrap(fn(failure.value))
+        error = failure.value
+        assert error is not None  # trap() passed: there is an exception
+        return _unwrap(fn(error))
 
     return to_deferred(x).addErrback(handle)
 

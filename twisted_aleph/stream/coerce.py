@@ -19,6 +19,13 @@ from twisted.python import threadable
 from twisted_aleph.stream.default import Stream, log
 
 _END = object()
+_AGAIN = object()  # a queue read that timed out: check the stream, read again
+
+#: how long one thread-pool read of a ``queue.Queue`` blocks. A closed stream
+#: stops reading within this time, so no pool thread stays blocked forever
+#: (that would hang the reactor's shutdown); it costs one wake-up per period
+#: while the queue is idle.
+QUEUE_POLL_SECONDS = 0.5
 
 
 def to_source(x: Any, *, blocking: bool = False, buffer_size: int = 0) -> Any:
@@ -46,17 +53,17 @@ def to_source(x: Any, *, blocking: bool = False, buffer_size: int = 0) -> Any:
         x.addCallbacks(one, failed)
         return s
     if hasattr(x, "__anext__") or hasattr(x, "__aiter__"):
-        _pull(s, _async_next(x.__aiter__()))
+        _pull(s, _async_next(x.__aiter__()), stop_on_none=False)
         return s
     if _is_asyncio_queue(x):
         _pull(s, lambda: Deferred.fromFuture(_ensure_future(x.get())))
         return s
     if isinstance(x, _queue.Queue):
-        _pull(s, lambda: threads.deferToThread(x.get))
+        _pull(s, lambda: threads.deferToThread(_get_or_again, x))
         return s
     it = iter(x)
     if blocking:
-        _pull(s, lambda: threads.deferToThread(next, it, _END))
+        _pull(s, lambda: threads.deferToThread(next, it, _END), stop_on_none=False)
     else:
         _pump_sync(s, it)
     return s
@@ -68,6 +75,14 @@ def _is_asyncio_queue(x: Any) -> bool:
     except ImportError:  # pragma: no cover
         return False
     return isinstance(x, asyncio.Queue)
+
+
+def _get_or_again(q: _queue.Queue) -> Any:
+    """Blocking read (in a pool thread) bounded by QUEUE_POLL_SECONDS."""
+    try:
+        return q.get(timeout=QUEUE_POLL_SECONDS)
+    except _queue.Empty:
+        return _AGAIN
 
 
 def _ensure_future(coro: Any) -> Any:
@@ -84,9 +99,10 @@ def _async_next(ait: Any) -> Any:
     return lambda: defer.ensureDeferred(nxt())
 
 
-def _pull(s: Stream, fetch: Any) -> None:
-    """Fetch one item at a time (a Deferred each), put it, repeat; None or
-    ``_END`` ends the stream. Stops fetching once the stream is closed."""
+def _pull(s: Stream, fetch: Any, stop_on_none: bool = True) -> None:
+    """Fetch one item at a time (a Deferred each), put it, repeat; ``_END``
+    (or None, for queues, whose end marker it is) ends the stream. Stops
+    fetching once the stream is closed."""
     def step(_: Any = True) -> None:
         if _ is False or s.is_closed:
             s.close()
@@ -94,7 +110,10 @@ def _pull(s: Stream, fetch: Any) -> None:
         fetch().addCallbacks(got, failed)
 
     def got(item: Any) -> None:
-        if item is _END or item is None:
+        if item is _AGAIN:
+            step()
+            return
+        if item is _END or (item is None and stop_on_none):
             s.close()
             return
         r = s.offer(item)

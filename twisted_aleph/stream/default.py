@@ -117,7 +117,10 @@ class Stream:
         if self._closed:
             return False
         if self._edges:
-            if not self._blocked and not self._buffer and not self._pending:
+            # Straight to the edges only when nothing is queued ahead of msg
+            # (and not re-entered from the backlog loop): keeps FIFO order.
+            if not (self._blocked or self._delivering or self._buffer
+                    or self._pending):
                 return self._push_one(msg)
         elif self._takers:
             d, _ = self._takers.popleft()
@@ -157,7 +160,11 @@ class Stream:
         callbacks, self._on_closed = self._on_closed, []
         for cb in callbacks:
             _run_callback(cb)
-        if not self._buffer and not self._pending:
+        # While a message is still on its way to an edge (delivery loop
+        # running, or waiting on the edge's Deferred), draining would close
+        # the sinks under it; the delivery loop drains once it is done.
+        if not (self._buffer or self._pending or self._blocked
+                or self._delivering):
             self._mark_drained()
 
     @property
@@ -170,6 +177,13 @@ class Stream:
             _run_callback(callback)
         else:
             self._on_closed.append(callback)
+
+    def _forget_on_closed(self, callback: Callable[[], Any]) -> None:
+        """Drop a callback registered with :meth:`on_closed`, if still there."""
+        try:
+            self._on_closed.remove(callback)
+        except ValueError:
+            pass
 
     # -- source side -------------------------------------------------------
 
@@ -244,11 +258,23 @@ class Stream:
         except ValueError:
             return
         edge.source = None
+        # attach() asked the sink to detach this edge when it closes; a
+        # long-lived sink fed by many short-lived sources must not keep them.
+        forget = getattr(edge.sink, "_forget_on_closed", None)
+        if forget is not None:
+            forget(edge.detach)
         if edge.upstream and not self._edges:
             self.close()
 
-    def _push_one(self, msg: Any) -> Offered:
-        """Hand ``msg`` to every edge; block on the first that answers later."""
+    def _push_one(self, msg: Any) -> bool:
+        """Hand ``msg`` to every edge; True: the stream has accepted it.
+
+        An edge answering with a Deferred has taken the message but asks for
+        a pause: delivery blocks until that Deferred fires, so the *next*
+        message waits (in the buffer, or as a pending put). As in Manifold,
+        where the connect loop has taken a message while its put downstream
+        is still pending, one message is in flight per edge.
+        """
         edges = self._edges
         if len(edges) == 1:
             edge = edges[0]
@@ -263,7 +289,8 @@ class Stream:
             if r is False:
                 self._remove_edge(edge)
                 return True
-            return self._wait_for(r)
+            self._wait_for(r.addCallback(self._edge_answered, edge))
+            return True
         waits = []
         for edge in list(edges):
             try:
@@ -274,21 +301,24 @@ class Stream:
             if r is False:
                 self._remove_edge(edge)
             elif r is not True:
-                waits.append(r)
-        if not waits:
-            return True
+                waits.append(r.addCallback(self._edge_answered, edge))
         if len(waits) == 1:
-            return self._wait_for(waits[0])
-        return self._wait_for(gatherResults(waits, consumeErrors=True))
+            self._wait_for(waits[0])
+        elif waits:
+            self._wait_for(gatherResults(waits, consumeErrors=True))
+        return True
 
-    def _wait_for(self, d: Deferred) -> Deferred:
-        """Block delivery until ``d`` fires; the returned Deferred fires True."""
+    def _edge_answered(self, ok: Any, edge: Edge) -> None:
+        """An edge's Deferred fired: False means that edge is finished."""
+        if ok is False:
+            self._remove_edge(edge)
+
+    def _wait_for(self, d: Deferred) -> None:
+        """Block delivery until ``d`` fires, then resume with the backlog."""
         self._blocked = True
-        done: Deferred = Deferred()
 
         def unblock(result: Any) -> None:
             self._blocked = False
-            done.callback(True)
             self._deliver_backlog()
 
         def failed(f: Any) -> None:
@@ -296,7 +326,6 @@ class Stream:
             unblock(None)
 
         d.addCallbacks(unblock, failed)
-        return done
 
     def _deliver_backlog(self) -> None:
         """Push buffered and pending messages to edges until blocked or empty."""
@@ -305,15 +334,18 @@ class Stream:
         self._delivering = True
         try:
             while self._edges and not self._blocked:
+                # Hand msg on before realizing the put that makes room: that
+                # put's callback may offer the next message at once.
                 if self._buffer:
                     msg = self._buffer.popleft()
+                    self._push_one(msg)
                     self._refill()
                 elif self._pending:
                     msg, d = self._pending.popleft()
+                    self._push_one(msg)
                     d.callback(True)
                 else:
                     break
-                self._push_one(msg)
             if not self._blocked:
                 self._check_drained()
         finally:
@@ -339,11 +371,14 @@ class Stream:
         takers, self._takers = self._takers, deque()
         for d, default in takers:
             d.callback(None if default is NOTHING else default)
-        for edge in list(self._edges):
+        edges = list(self._edges)
+        for edge in edges:
             try:
                 edge.source_drained()
             except Exception:
                 log.failure("error propagating drain through {edge}", edge=edge)
+        for edge in edges:  # nothing more will flow: let the sinks go
+            self._remove_edge(edge)
         callbacks, self._on_drained = self._on_drained, []
         for cb in callbacks:
             _run_callback(cb)
@@ -378,7 +413,14 @@ def _run_callback(cb: Callable[[], Any]) -> None:
 
 def _withdraw_after(d: Deferred, timeout: float, value: Any, clock: Any,
                     withdraw: Callable[[], None]) -> Deferred:
-    """Fire a new Deferred with d's result, or ``value`` after ``timeout``."""
+    """Fire a new Deferred with d's result, or ``value`` after ``timeout``.
+
+    A timeout of zero or less gives up at once, as Manifold does, without
+    waiting for a clock tick.
+    """
+    if timeout <= 0:
+        withdraw()
+        return succeed(value)
     if clock is None:
         from twisted.internet import reactor as clock  # type: ignore[no-redef]
     out: Deferred = Deferred()

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 from twisted.internet.defer import Deferred
 
-from twisted_aleph.stream.default import Edge, Offered, Stream, log
+from twisted_aleph.stream.default import Edge, Offered, log
 
 
 class SplicedStream:
@@ -56,6 +56,11 @@ class SplicedStream:
 
     def on_closed(self, callback: Callable[[], Any]) -> None:
         self.sink.on_closed(callback)
+
+    def _forget_on_closed(self, callback: Callable[[], Any]) -> None:
+        forget = getattr(self.sink, "_forget_on_closed", None)
+        if forget is not None:
+            forget(callback)
 
     # source half
     def take(self, *args: Any) -> Deferred:

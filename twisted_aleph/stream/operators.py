@@ -56,31 +56,48 @@ def mapcat(f: Callable[[Any], Iterable[Any]], src: Any) -> Stream:
 
 
 class _TransformEdge(Edge):
-    __slots__ = ("rf",)
+    """Runs each message through a stage; offers what comes out, in order.
+
+    Once the stage says Reduced (``take(n)`` is done), or the source drains,
+    the stage is completed, its tail offered, and the sink closed, but only
+    after every earlier output was accepted: closing first would lose them.
+    """
+
+    __slots__ = ("rf", "finished")
 
     def __init__(self, stage: xforms.Stage, sink: Stream) -> None:
         super().__init__(sink, True, "transform")
         self.rf = stage(xforms.Appender())
+        self.finished = False
 
     def deliver(self, msg: Any) -> Offered:
+        if self.finished:
+            return False
         try:
             acc = self.rf.step([], msg)
         except Exception:
             log.failure("error in stream transform on {msg!r}", msg=msg)
+            self.finished = True
             self.sink.close()
             return False
         if isinstance(acc, xforms.Reduced):
+            self.finished = True
             r = offer_all(self.sink, acc.value)
-            self._finish([])
-            return False if r is True else r
+            if r is True or r is False:
+                self._complete()
+                return False
+            return r.addCallback(lambda _: self._complete())
         return offer_all(self.sink, acc) if acc else True
 
     def source_drained(self) -> None:
-        self._finish([])
+        if not self.finished:
+            self.finished = True
+            self._complete()
 
-    def _finish(self, acc: List[Any]) -> None:
+    def _complete(self) -> bool:
+        """Offer the stage's tail, then close the sink; False: edge done."""
         try:
-            tail = self.rf.complete(acc)
+            tail = self.rf.complete([])
         except Exception:
             log.failure("error completing stream transform")
             tail = []
@@ -89,6 +106,7 @@ class _TransformEdge(Edge):
             self.sink.close()
         else:
             r.addBoth(lambda _: self.sink.close())
+        return False
 
 
 def transform(stage: xforms.Stage, src: Any, buffer_size: int = 0) -> Stream:
@@ -106,7 +124,10 @@ def buffer(n: int, src: Any) -> Stream:
 
 
 class _BatchEdge(Edge):
-    __slots__ = ("max_size", "max_latency", "clock", "batch", "timer")
+    """Collects messages into lists; flushes when full, when the oldest has
+    waited ``max_latency``, or when the source drains."""
+
+    __slots__ = ("max_size", "max_latency", "clock", "batch", "timer", "waiting")
 
     def __init__(self, sink: Stream, max_size: int, max_latency: Optional[float],
                  clock: Any) -> None:
@@ -116,6 +137,7 @@ class _BatchEdge(Edge):
         self.clock = clock
         self.batch: List[Any] = []
         self.timer: Any = None
+        self.waiting: Optional[Deferred] = None  # a timed flush not yet accepted
 
     def deliver(self, msg: Any) -> Offered:
         self.batch.append(msg)
@@ -123,21 +145,40 @@ class _BatchEdge(Edge):
             return self.flush()
         if self.timer is None and self.max_latency is not None:
             self.timer = self.clock.callLater(self.max_latency, self._expired)
+        waiting = self.waiting
+        if waiting is not None:
+            # the sink has not taken the last timed batch: hold the source
+            return waiting
         return True
 
     def _expired(self) -> None:
         self.timer = None
-        self.flush()
+        r = self.flush()
+        if isinstance(r, Deferred):
+            self.waiting = r
+            r.addBoth(self._accepted)
+
+    def _accepted(self, result: Any) -> Any:
+        self.waiting = None
+        return result
 
     def flush(self) -> Offered:
-        if self.timer is not None:
-            if self.timer.active():
-                self.timer.cancel()
-            self.timer = None
+        self._cancel_timer()
         if not self.batch:
             return True
         out, self.batch = self.batch, []
         return self.sink.offer(out)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            if self.timer.active():
+                self.timer.cancel()
+            self.timer = None
+
+    def detach(self) -> None:
+        """The sink was closed: stop the latency timer with the edge."""
+        self._cancel_timer()
+        super().detach()
 
     def source_drained(self) -> None:
         r = self.flush()
@@ -174,9 +215,9 @@ class _ConsumeEdge(Edge):
         except Exception:
             self._fail(None)
             return False
-        if r is True:
-            return True
-        return r.addErrback(self._fail)
+        if isinstance(r, Deferred):
+            return r.addErrback(self._fail)
+        return r
 
     def _fail(self, failure: Any) -> bool:
         if not self.done.called:
@@ -286,9 +327,15 @@ def periodically(period: float, fn: Callable[[], Any], clock: Any = None,
             loop.start(period, now=True).addErrback(
                 lambda f: log.failure("periodically stopped", f))
 
-    s.on_closed(stop)
     delay = period if initial_delay is None else initial_delay
-    clock.callLater(delay, start)
+    first = clock.callLater(delay, start)
+
+    def stop_all() -> None:
+        if first.active():
+            first.cancel()
+        stop()
+
+    s.on_closed(stop_all)
     return s
 
 
