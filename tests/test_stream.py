@@ -214,24 +214,32 @@ class PropagationTests(unittest.TestCase):
         self.assertEqual(got, [0, 1])
         self.assertIs(self.successResultOf(done), True)
 
-    def test_closed_sink_stops_source_feeding_it(self) -> None:
+    def test_closed_only_sink_closes_source_and_loses_nothing(self) -> None:
         src, dst = s.Stream(5), s.Stream(5)
-        s.connect(src, dst)  # upstream=False: src stays open
+        s.connect(src, dst)
         src.put(1)
+        src.put(2)
         dst.close()
         self.assertEqual(src.downstream, [])
-        self.assertFalse(src.is_closed)
-        src.put(2)
-        self.assertEqual(self.successResultOf(src.take()), 2)  # kept, not lost
-        self.assertEqual(collect(self, dst), [1])
+        self.assertTrue(src.is_closed)  # Manifold: its only sink went away
+        self.assertIs(self.successResultOf(src.put(3)), False)
+        self.assertEqual(collect(self, dst), [1, 2])  # what dst took stays
 
-    def test_upstream_true_closes_source_when_last_sink_closes(self) -> None:
+    def test_source_stays_open_while_another_sink_remains(self) -> None:
         src, a, b = s.Stream(), s.Stream(), s.Stream()
-        s.connect(src, a, upstream=True)
-        s.connect(src, b, upstream=True)
+        s.connect(src, a)
+        s.connect(src, b)
         a.close()
         self.assertFalse(src.is_closed)
+        self.assertEqual(src.downstream, [b])
         b.close()
+        self.assertTrue(src.is_closed)
+
+    def test_upstream_true_closes_source_even_with_other_sinks(self) -> None:
+        src, a, b = s.Stream(), s.Stream(), s.Stream()
+        s.connect(src, a, upstream=True)
+        s.connect(src, b)
+        a.close()
         self.assertTrue(src.is_closed)
 
     def test_fan_out_to_two_sinks_waits_for_slowest(self) -> None:
@@ -811,5 +819,7 @@ class EdgeProtocolTests(unittest.TestCase):
         attach(src, edge)
         src.put(1)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
-        src.put(2)
-        self.assertEqual(self.successResultOf(src.take()), 2)
+        self.assertEqual(src.downstream, [])
+        # it was the source's only consumer, so the source is closed (Manifold)
+        self.assertTrue(src.is_closed)
+        self.assertIs(self.successResultOf(src.put(2)), False)

@@ -263,7 +263,9 @@ class Stream:
         forget = getattr(edge.sink, "_forget_on_closed", None)
         if forget is not None:
             forget(edge.detach)
-        if edge.upstream and not self._edges:
+        # Manifold: a source whose last sink went away is closed; with
+        # upstream=True it is closed even if other sinks remain.
+        if edge.upstream or not self._edges:
             self.close()
 
     def _push_one(self, msg: Any) -> bool:

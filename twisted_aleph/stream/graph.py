@@ -5,10 +5,11 @@ follows Manifold:
 
 * downstream: when ``src`` is drained, ``dst`` is closed (``downstream=True``);
 * a closed ``dst`` detaches its edge at once, so ``src`` stops feeding it;
-* upstream: when the last edge of ``src`` is detached and it asked for
-  ``upstream=True``, ``src`` is closed too. Derived streams (``map``,
-  ``filter``, ``transform``...) ask for it, so closing the end of a pipeline
-  stops its head (a hung-up HTTP client stops a ``periodically`` timer).
+* upstream: when the last edge of ``src`` is detached, ``src`` is closed
+  too, so closing the end of a pipeline stops its head (a hung-up HTTP
+  client stops a ``periodically`` timer, a closed WebSocket ends its bus
+  subscription). With ``upstream=True`` the source is closed even if it
+  still feeds other sinks.
 
 A duplex stream (TCP, WebSocket) is a :class:`SplicedStream`: puts go to one
 stream, takes come from another.
@@ -100,7 +101,7 @@ def attach(src: Any, edge: Edge) -> None:
     sink = edge.sink
     if sink is not None:
         if sink.is_closed:
-            if edge.upstream and not src.downstream:
+            if edge.upstream or not src.downstream:
                 src.close()
             return
         sink.on_closed(edge.detach)
@@ -142,7 +143,7 @@ class CallbackEdge(Edge):
 
     def __init__(self, fn: Callable[[Any], Offered], sink: Any,
                  description: str) -> None:
-        super().__init__(sink, True, description)
+        super().__init__(sink, False, description)
         self.fn = fn
 
     def deliver(self, msg: Any) -> Offered:

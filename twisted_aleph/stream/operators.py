@@ -66,7 +66,7 @@ class _TransformEdge(Edge):
     __slots__ = ("rf", "finished")
 
     def __init__(self, stage: xforms.Stage, sink: Stream) -> None:
-        super().__init__(sink, True, "transform")
+        super().__init__(sink, False, "transform")
         self.rf = stage(xforms.Appender())
         self.finished = False
 
@@ -119,7 +119,7 @@ def transform(stage: xforms.Stage, src: Any, buffer_size: int = 0) -> Stream:
 def buffer(n: int, src: Any) -> Stream:
     """A view of ``src`` that accepts ``n`` messages ahead of its consumer."""
     dst = Stream(n, description="buffer")
-    attach(src, SinkEdge(dst, downstream=True, upstream=True, description="buffer"))
+    attach(src, SinkEdge(dst, downstream=True, upstream=False, description="buffer"))
     return dst
 
 
@@ -131,7 +131,7 @@ class _BatchEdge(Edge):
 
     def __init__(self, sink: Stream, max_size: int, max_latency: Optional[float],
                  clock: Any) -> None:
-        super().__init__(sink, True, "batch")
+        super().__init__(sink, False, "batch")
         self.max_size = max_size
         self.max_latency = max_latency
         self.clock = clock
