@@ -1,0 +1,52 @@
+"""twistd plugin: ``twistd -n aleph-http [--port 10000] [--app module:attr]``: the
+seed's HTTP routes (/hello, /delayed_hello, /numbers, and the WebSocket ones)
+by default. The logic lives in :mod:`twisted_aleph.http` (``HTTPServerService``)
+and :mod:`twisted_aleph.demo.http`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import IServiceMaker
+from twisted.plugin import IPlugin
+from twisted.python import usage
+from zope.interface import implementer
+
+
+class Options(usage.Options):
+    optParameters = [
+        ["port", "p", 10000, "TCP port to listen on.", int],
+        ["interface", None, "0.0.0.0", "Interface to bind."],
+        ["app", None, "twisted_aleph.demo.http:app",
+         "module:attr of a Klein app (or a handler(request) callable) to serve."],
+        # TLS options (--tls-cert, --tls-key, --tls-ca, --require-client-cert) go here.
+    ]
+    optFlags: list = []
+
+    def postOptions(self) -> None:
+        from twisted_aleph.http import load_handler
+        try:
+            self["handler"] = load_handler(self["app"])
+        except (ValueError, ImportError, AttributeError) as e:
+            raise usage.UsageError(f"--app: {e}")
+        self["tls"] = server_tls(self)
+
+
+def server_tls(options: Options) -> Any:
+    """The server TLS context from the options, or None for plain HTTP."""
+    return None
+
+
+@implementer(IServiceMaker, IPlugin)
+class AlephHTTPServiceMaker:
+    tapname = "aleph-http"
+    description = "The seed's HTTP server: Klein routes answering Ring-style maps."
+    options = Options
+
+    def makeService(self, options: Options) -> object:
+        from twisted_aleph.http import HTTPServerService
+        return HTTPServerService(options["handler"], options["port"],
+                                 interface=options["interface"], tls=options["tls"])
+
+
+aleph_http = AlephHTTPServiceMaker()

@@ -1,0 +1,470 @@
+"""The HTTP server: Klein routes answering Ring-style response maps.
+
+Aleph's handlers return ``{"status", "headers", "body"}``; Klein's route
+functions return bytes, str or an ``IResource``. :class:`RingResource`
+serves a Klein app and accepts both: it wraps the app (same routes, same
+error handlers, nothing copied) so that whatever a route returns, or the
+Deferred or coroutine it returns fires with, is adapted before Klein
+renders it:
+
+* a response map is applied by :func:`respond`: sized bodies (str, bytes,
+  lists of chunks, in-memory files) go out with a Content-Length;
+  streamed ones (a Stream, an async iterator, a Deferred, a file, any other
+  iterable, which is pulled in the thread pool as the seed's lazy seq holds
+  a thread) go out chunked through a :class:`~.body.StreamProducer`
+  registered on the request: a slow reader pauses the source, a reader who
+  hangs up closes it;
+* bytes, str and resources are Klein's, untouched;
+* once ``websocket_connection`` took the connection over
+  (``request.aleph_upgraded``), nothing is written, whatever was returned.
+
+Before a route runs, ``request.params`` holds the decoded query and form
+parameters (ring's ``wrap-params``): ``str -> str``, the *first* value of a
+repeated key; every value is in ``request.param_lists`` (``str -> [str]``).
+Parameters that are not UTF-8 are a 400.
+
+Errors (after the app's own ``handle_errors`` handlers): unknown path, 404
+"No such page."; :class:`BadRequest` (raise it with a one-line reason), 400
+with that reason; any other werkzeug HTTP error, its status and name; any
+other exception, a 500 "Internal server error." with the traceback in the
+log only. A plain callable ``handler(request)`` is served the same way, as
+one catch-all route (a None answer is a 404).
+
+Cost: one adapter call per response map, no object of its own for a sized
+body; the hot path (``/hello``) allocates no Deferred beyond Klein's.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from klein import Klein
+from klein.resource import KleinResource
+from twisted.application import service
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET, Site
+from werkzeug.exceptions import HTTPException, NotFound
+
+from twisted_aleph import stream
+from twisted_aleph.http.body import (
+    StreamProducer, file_size, file_source, to_chunk,
+)
+from twisted_aleph.server import Server
+
+log = Logger()
+
+#: Ring-style response map.
+ResponseMap = Dict[str, Any]
+Handler = Union[Klein, Callable[[Any], Any]]
+
+NOT_FOUND_BODY = b"No such page."
+#: listen backlog (as Netty's default, the usual somaxconn).
+DEFAULT_BACKLOG = 1024
+INTERNAL_ERROR_BODY = b"Internal server error."
+
+
+class BadRequest(Exception):
+    """Raise from a handler to answer 400 with ``str(exc)`` as the body."""
+
+
+# -- parameters (ring's wrap-params) ---------------------------------------
+
+def decode_params(request: Any) -> Tuple[Dict[str, str], Dict[str, List[str]]]:
+    """Query and form parameters as (first value by name, all values by name).
+
+    twisted.web already parsed the query string and urlencoded/multipart
+    bodies into ``request.args`` (bytes); this decodes them as UTF-8.
+    """
+    params: Dict[str, str] = {}
+    lists: Dict[str, List[str]] = {}
+    args = getattr(request, "args", None)
+    if not args:
+        return params, lists
+    try:
+        for key, values in args.items():
+            name = key.decode("utf-8") if isinstance(key, bytes) else key
+            decoded = [v.decode("utf-8") if isinstance(v, bytes) else v for v in values]
+            lists[name] = decoded
+            if decoded:
+                params[name] = decoded[0]
+    except UnicodeDecodeError:
+        raise BadRequest("Parameters must be UTF-8.") from None
+    return params, lists
+
+
+def attach_params(request: Any) -> None:
+    """Set ``request.params`` and ``request.param_lists`` (once per request)."""
+    if getattr(request, "param_lists", None) is None:
+        if getattr(request, "args", None):
+            request.params, request.param_lists = decode_params(request)
+        else:  # fresh dicts: a handler may add to its request's params
+            request.params, request.param_lists = {}, {}
+
+
+# -- response maps -----------------------------------------------------------
+
+def _sized_body(body: Any) -> Optional[bytes]:
+    """The body as bytes if it is already in memory, else None (streamed)."""
+    if type(body) is str:
+        return body.encode("utf-8")
+    if body is None:
+        return b""
+    if isinstance(body, (bytes, str, bytearray, memoryview)):
+        return to_chunk(body)
+    if isinstance(body, (list, tuple)):
+        return b"".join(to_chunk(x) for x in body)
+    if hasattr(body, "getvalue") and hasattr(body, "tell"):  # io.BytesIO
+        data = body.getvalue()[body.tell():]
+        return to_chunk(data)
+    return None
+
+
+def _body_source(body: Any) -> Any:
+    """A source stream for a body that is not in memory."""
+    if hasattr(body, "read"):
+        return file_source(body)
+    if isinstance(body, Deferred) or hasattr(body, "_add_edge") \
+            or hasattr(body, "__aiter__") or hasattr(body, "__anext__"):
+        return stream.to_source(body)
+    if hasattr(body, "__iter__"):
+        return stream.to_source(body, blocking=True)
+    raise TypeError(f"unsupported response body type {type(body).__name__}")
+
+
+def _set_headers(request: Any, headers: Any) -> None:
+    raw = request.responseHeaders
+    for name, value in headers.items():
+        if type(value) is str or type(value) is bytes:
+            raw.setRawHeaders(name, [value])
+        elif isinstance(value, (list, tuple)):
+            raw.setRawHeaders(name, [str(v) if isinstance(v, int) else v for v in value])
+        else:
+            raw.setRawHeaders(name, [str(value) if isinstance(value, int) else value])
+
+
+class _NoResponse(Resource):
+    """Rendered when the response is already taken care of (a streamed body
+    under way, or a connection a WebSocket took over): Klein writes nothing."""
+
+    isLeaf = True
+
+    def render(self, request: Any) -> Any:
+        return NOT_DONE_YET
+
+
+NO_RESPONSE = _NoResponse()
+
+
+def respond(request: Any, response: ResponseMap) -> Any:
+    """Apply a Ring-style response map to ``request``.
+
+    Returns the body bytes for Klein to write (sized bodies, Content-Length
+    set), or :data:`NO_RESPONSE` once a streamed body is under way. A map
+    that is not valid raises before anything is set, so it becomes a 500.
+    """
+    status = response.get("status", 200)
+    if not isinstance(status, int) or not 100 <= status <= 999:
+        raise ValueError(f"response status must be an int, got {status!r}")
+    headers = response.get("headers")
+    body = response.get("body")
+    sized = _sized_body(body)
+    size = file_size(body) if sized is None and hasattr(body, "read") else None
+    source = _body_source(body) if sized is None else None
+    if status != 200:
+        request.setResponseCode(status)
+    has_length = False
+    if headers:
+        _set_headers(request, headers)
+        has_length = request.responseHeaders.hasHeader(b"content-length")
+    if sized is not None:
+        if not has_length:
+            request.setHeader(b"content-length", b"%d" % len(sized))
+        return sized  # Klein writes it (Twisted drops it for HEAD) and finishes
+    if request.method == b"HEAD":
+        source.close()
+        request.write(b"")
+        request.finish()
+        return NO_RESPONSE
+    if size is not None and not has_length:
+        request.setHeader(b"content-length", b"%d" % size)
+    _send_streamed(request, source)
+    return NO_RESPONSE
+
+
+def _send_streamed(request: Any, source: Any) -> None:
+    """Write ``source`` as the body (chunked), then finish the request."""
+    request.write(b"")  # the status line and headers go out now, not at the first chunk
+    producer = StreamProducer(request)
+    request.registerProducer(producer, True)
+    request.notifyFinish().addErrback(lambda _: producer.stopProducing())
+
+    def done(drained: bool) -> None:
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        request.unregisterProducer()
+        if drained:
+            request.finish()
+        else:
+            # Headers are out: the only honest signal left is a cut connection.
+            request.loseConnection()
+
+    producer.start(source).addCallback(done)
+
+
+
+
+def adapt_result(request: Any, result: Any) -> Any:
+    """Turn a route's result into something Klein renders (see module doc)."""
+    if type(result) is dict and not getattr(request, "aleph_upgraded", False):
+        return respond(request, result)  # the common case first
+    if isinstance(result, Deferred):
+        return result.addCallback(lambda r: adapt_result(request, r))
+    if inspect.iscoroutine(result):
+        return ensureDeferred(result).addCallback(lambda r: adapt_result(request, r))
+    if getattr(request, "aleph_upgraded", False):
+        return NO_RESPONSE
+    if isinstance(result, dict):
+        return respond(request, result)
+    return result
+
+
+# -- errors --------------------------------------------------------------------
+
+def _plain_error(request: Any, code: int, body: bytes) -> Any:
+    if getattr(request, "aleph_upgraded", False):
+        return NO_RESPONSE
+    if request.startedWriting:
+        # Too late for a status line: cut the connection so the client knows.
+        request.loseConnection()
+        return NO_RESPONSE
+    kept = Headers()
+    for name in (b"server", b"date"):  # set by twisted.web before the handler ran
+        values = request.responseHeaders.getRawHeaders(name)
+        if values:
+            kept.setRawHeaders(name, values)
+    request.responseHeaders = kept
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return body
+
+
+def _not_found(request: Any, failure: Failure) -> Any:
+    return _plain_error(request, 404, NOT_FOUND_BODY)
+
+
+def _bad_request(request: Any, failure: Failure) -> Any:
+    reason = str(failure.value).splitlines()[0] if str(failure.value) else "Bad request."
+    return _plain_error(request, 400, reason.encode("utf-8"))
+
+
+def _http_error(request: Any, failure: Failure) -> Any:
+    error = failure.value
+    body = _plain_error(request, error.code or 500, (error.name or "Error").encode("utf-8"))
+    if isinstance(body, bytes):
+        for name, value in error.get_headers():  # e.g. Allow, for a 405
+            if name.lower() not in ("content-type", "content-length"):
+                request.setHeader(name, value)
+    return body
+
+
+def _internal_error(request: Any, failure: Failure) -> Any:
+    log.failure("handler failed on {method} {uri}", failure,
+                method=request.method.decode("ascii", "replace"),
+                uri=request.uri.decode("ascii", "replace"))
+    return _plain_error(request, 500, INTERNAL_ERROR_BODY)
+
+
+_DEFAULT_ERROR_HANDLERS = [
+    ([NotFound], _not_found),
+    ([BadRequest], _bad_request),
+    ([HTTPException], _http_error),
+    ([Exception], _internal_error),
+]
+_DEFAULT_HANDLER_FUNCS = frozenset(f for _, f in _DEFAULT_ERROR_HANDLERS)
+
+
+# -- the Klein adapter ------------------------------------------------------------
+
+class _RingRoutes:
+    """The view of a Klein app that KleinResource drives: the app's own routes
+    and error handlers, with results adapted and default error pages last."""
+
+    def __init__(self, app: Klein) -> None:
+        self.app = app
+
+    @property
+    def url_map(self) -> Any:
+        return self.app.url_map
+
+    @property
+    def endpoints(self) -> Any:
+        return self.app.endpoints
+
+    @property
+    def _error_handlers(self) -> List[Any]:
+        return list(self.app._error_handlers) + _DEFAULT_ERROR_HANDLERS
+
+    def execute_endpoint(self, endpoint: str, request: Any, *args: Any, **kwargs: Any) -> Any:
+        attach_params(request)
+        return adapt_result(request, self.app.execute_endpoint(endpoint, request, *args, **kwargs))
+
+    def execute_error_handler(self, handler: Any, request: Any, failure: Failure) -> Any:
+        if handler in _DEFAULT_HANDLER_FUNCS:
+            return handler(request, failure)
+        return adapt_result(request, self.app.execute_error_handler(handler, request, failure))
+
+
+class RingResource(KleinResource):
+    """Serve a Klein app whose routes may answer Ring-style response maps."""
+
+    def __init__(self, app: Klein) -> None:
+        super().__init__(_RingRoutes(app))  # type: ignore[arg-type]
+        self.app = app
+
+
+def _catch_all_app(handler: Callable[[Any], Any]) -> Klein:
+    """A Klein app routing every path and method to ``handler(request)``."""
+    app = Klein()
+
+    @app.route("/", branch=True)
+    def everything(request: Any) -> Any:
+        return _none_is_not_found(handler(request))
+
+    return app
+
+
+def _none_is_not_found(result: Any) -> Any:
+    if isinstance(result, Deferred):
+        return result.addCallback(_none_is_not_found)
+    if inspect.iscoroutine(result):
+        return ensureDeferred(result).addCallback(_none_is_not_found)
+    if result is None:
+        raise NotFound()
+    return result
+
+
+def handler_resource(handler: Any) -> IResource:
+    """The ``IResource`` serving ``handler``: a Klein app (response maps
+    allowed), a plain ``handler(request)`` callable, or a resource as is."""
+    if isinstance(handler, Klein):
+        return RingResource(handler)
+    if IResource.providedBy(handler):
+        return handler
+    if callable(handler):
+        return RingResource(_catch_all_app(handler))
+    raise TypeError(f"cannot serve {handler!r}: expected a Klein app or a callable")
+
+
+# -- listening -------------------------------------------------------------------
+
+class AlephSite(Site):
+    """A Site that records its connections on a :class:`Server`."""
+
+    def __init__(self, resource: IResource, server_ref: List[Any], *,
+                 access_log: bool = False, **kwargs: Any) -> None:
+        super().__init__(resource, **kwargs)
+        self._server_ref = server_ref
+        self.access_log = access_log
+        self.noisy = False
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        if protocol is not None and self._server_ref:
+            _track_connection(protocol, self._server_ref[0])
+        return protocol
+
+    def log(self, request: Any) -> None:
+        """Twisted's access log line, only when asked for (it is not free)."""
+        if self.access_log:
+            super().log(request)
+
+
+def _track_connection(protocol: Any, server: Server) -> None:
+    """Make ``server`` hold the connection's transport while it is open."""
+    make_connection, connection_lost = protocol.makeConnection, protocol.connectionLost
+    transports: List[Any] = []
+
+    def makeConnection(transport: Any) -> None:
+        transports.append(transport)
+        server.track(transport)
+        make_connection(transport)
+
+    def connectionLost(reason: Any) -> None:
+        for transport in transports:
+            server.untrack(transport)
+        connection_lost(reason)
+
+    protocol.makeConnection = makeConnection
+    protocol.connectionLost = connectionLost
+
+
+def start_server(handler: Handler, port: int, *, interface: str = "0.0.0.0",
+                 tls: Any = None, reactor: Any = None, access_log: bool = False,
+                 backlog: int = DEFAULT_BACKLOG) -> Server:
+    """Serve ``handler`` over HTTP on ``port`` (0 picks a free one).
+
+    ``tls``: server TLS options (``twisted_aleph.tls.server_context(...)`` or
+    any context factory) to serve HTTPS. ``backlog``: connections the kernel
+    queues before accepting (Twisted's default of 50 drops bursts). Returns a
+    :class:`Server`; its ``close()`` stops listening and drops open connections.
+    """
+    if reactor is None:
+        from twisted.internet import reactor  # type: ignore[no-redef]
+    server_ref: List[Server] = []
+    site = AlephSite(handler_resource(handler), server_ref, access_log=access_log,
+                     reactor=reactor)
+    if tls is None:
+        listening = reactor.listenTCP(port, site, backlog=backlog, interface=interface)
+    else:
+        listening = reactor.listenSSL(port, site, tls, backlog=backlog, interface=interface)
+    server = Server(listening)
+    server_ref.append(server)
+    return server
+
+
+class HTTPServerService(service.Service):
+    """``start_server`` as a twistd service (the ``aleph-http`` plugin)."""
+
+    def __init__(self, handler: Handler, port: int, *, interface: str = "0.0.0.0",
+                 tls: Any = None) -> None:
+        self.handler = handler
+        self.port = port
+        self.interface = interface
+        self.tls = tls
+        self.server: Optional[Server] = None
+
+    def startService(self) -> None:
+        super().startService()
+        self.server = start_server(self.handler, self.port, interface=self.interface,
+                                   tls=self.tls)
+        log.info("aleph-http listening on {interface}:{port}",
+                 interface=self.interface, port=self.server.port)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.server is not None:
+            server, self.server = self.server, None
+            return server.close()
+        return None
+
+
+def load_handler(spec: str) -> Any:
+    """``"package.module:attr"`` -> that object (the ``--app`` option)."""
+    from twisted.python.reflect import namedAny
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"expected module:attr, got {spec!r}")
+    return namedAny(f"{module}.{attr}")
+
+
+__all__ = [
+    "BadRequest", "respond", "RingResource", "AlephSite", "HTTPServerService",
+    "start_server", "handler_resource", "adapt_result", "decode_params",
+    "load_handler", "NOT_FOUND_BODY",
+]
