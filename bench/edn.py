@@ -1,0 +1,149 @@
+"""Benchmark: twisted_aleph.edn against PyPI's edn_format on the seed's messages.
+
+Prints loads and dumps per second for small ints, short strings and a 10-key
+map, for twisted_aleph.edn and edn_format (the baseline; skipped where it is
+not installed, e.g. under PyPy), the ratio, and the stdlib json module on the
+same shapes for scale. A script, not a test: numbers are noisy on a shared
+machine.
+
+    python bench/edn.py [--seconds 1] [--python /usr/bin/pypy3]
+
+The workload runs in a child process under ``--python`` (default: this
+interpreter), pinned to CPU 1 with ``taskset`` when available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Callable, List, Optional, Tuple
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The seed's messages: what the TCP echo example sends (inc'd numbers), chat
+# lines, and a small keyword map.
+MESSAGES = [
+    ("small int", "1"),
+    ("short string", '"hello, world"'),
+    ("10-key map", "{:id 42, :user \"alice\", :room \"lobby\", :seq 1234, :ok true, "
+                   ":score 1.5, :tags [:a :b], :ts 1700000000, :kind :chat, :n nil}"),
+]
+
+
+def measure(fn: Callable[[], Any], seconds: float) -> float:
+    """Calls per second of ``fn`` over about ``seconds`` (after a warm-up)."""
+    batch = 1
+    deadline = time.perf_counter() + min(0.2, seconds / 5)
+    while time.perf_counter() < deadline:  # warm-up, and size a batch to ~10 ms
+        start = time.perf_counter()
+        for _ in range(batch):
+            fn()
+        if time.perf_counter() - start < 0.01:
+            batch *= 2
+    calls = 0
+    start = time.perf_counter()
+    end = start + seconds
+    while True:
+        for _ in range(batch):
+            fn()
+        calls += batch
+        now = time.perf_counter()
+        if now >= end:
+            return calls / (now - start)
+
+
+def workloads() -> List[Tuple[str, str, Callable[[], Any], Optional[Callable[[], Any]],
+                              Callable[[], Any]]]:
+    """(message, op, ours, edn_format or None, json) callables."""
+    import json
+
+    from twisted_aleph import edn
+
+    try:
+        import edn_format
+    except ImportError:
+        edn_format = None
+
+    def json_text(text: str) -> str:  # the same shape as JSON, for scale
+        return json.dumps(edn_to_json(edn.loads(text)))
+
+    out = []
+    for name, text in MESSAGES:
+        ours_value = edn.loads(text)
+        jtext = json_text(text)
+        jvalue = json.loads(jtext)
+        theirs_loads = theirs_dumps = None
+        if edn_format is not None:
+            theirs_value = edn_format.loads(text)
+            theirs_loads = (lambda t=text: edn_format.loads(t))
+            theirs_dumps = (lambda v=theirs_value: edn_format.dumps(v))
+        out.append((name, "loads", lambda t=text: edn.loads(t), theirs_loads,
+                    lambda t=jtext: json.loads(t)))
+        out.append((name, "dumps", lambda v=ours_value: edn.dumps(v), theirs_dumps,
+                    lambda v=jvalue: json.dumps(v)))
+    return out
+
+
+def edn_to_json(value: Any) -> Any:
+    from twisted_aleph import edn
+    if isinstance(value, edn.Keyword):
+        return str(value)
+    if isinstance(value, edn.FrozenDict):
+        return {str(k): edn_to_json(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [edn_to_json(v) for v in value]
+    return value
+
+
+def run(seconds: float) -> None:
+    print("interpreter: %s %s (%s)" % (platform.python_implementation(),
+                                      platform.python_version(), sys.executable))
+    rows = workloads()
+    have_baseline = any(theirs is not None for _, _, _, theirs, _ in rows)
+    if not have_baseline:
+        print("edn_format is not installed for this interpreter: only ours is measured")
+    print("%-13s %-5s %14s %14s %8s %14s %8s" % (
+        "message", "op", "twisted_aleph", "edn_format", "ratio", "json (C)", "vs json"))
+    for name, op, ours, theirs, json_fn in rows:
+        ours_rate = measure(ours, seconds)
+        if theirs is not None:
+            theirs_rate = measure(theirs, seconds)
+            baseline = "%12.0f/s" % theirs_rate
+            ratio = "%7.1fx" % (ours_rate / theirs_rate)
+        else:
+            baseline, ratio = "%14s" % "-", "%8s" % "-"
+        json_rate = measure(json_fn, seconds)
+        print("%-13s %-5s %12.0f/s %s %s %12.0f/s %7.2fx" % (
+            name, op, ours_rate, baseline, ratio, json_rate, ours_rate / json_rate))
+        sys.stdout.flush()
+    print("(us per call = 1e6 / rate; ratio = twisted_aleph / edn_format, higher is better; "
+          "a shared, noisy machine: re-measure before quoting)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter for the workload (default: this one)")
+    parser.add_argument("--seconds", type=float, default=1.0,
+                        help="seconds per measurement (default 1)")
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inner:
+        sys.path.insert(0, REPO)
+        run(args.seconds)
+        return
+    command = [args.python, os.path.abspath(__file__), "--inner", "--seconds", str(args.seconds)]
+    if shutil.which("taskset"):
+        command = ["taskset", "-c", "1"] + command
+        print("workload pinned to CPU 1 with taskset")
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    sys.exit(subprocess.call(command, env=env))
+
+
+if __name__ == "__main__":
+    main()

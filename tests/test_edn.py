@@ -1,0 +1,385 @@
+"""Tests for twisted_aleph.edn: round trips, tricky cases, EDN equality, errors, depth."""
+
+from __future__ import annotations
+
+import copy
+import math
+import pickle
+import sys
+import uuid
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial import unittest
+
+from twisted_aleph import edn
+from twisted_aleph.edn import (
+    Char, EDNError, FrozenDict, FrozenSet, Keyword, List, Symbol, TaggedLiteral, Vector,
+    dumps, loads, loads_all,
+)
+
+K = Keyword
+UTC = timezone.utc
+
+# ---------------------------------------------------------------- strategies
+
+_NAME = st.from_regex(r"[a-zA-Z*!_?$%&=<>][a-zA-Z0-9*!_?$%&=<>.+\-]{0,8}", fullmatch=True)
+_NAMES = st.builds(lambda ns, n: n if ns is None else ns + "/" + n,
+                   st.none() | _NAME, _NAME)
+keywords = _NAMES.map(Keyword)
+symbols = _NAMES.filter(lambda s: s not in ("nil", "true", "false")).map(Symbol)
+chars = st.characters(blacklist_categories=("Cs",)).map(Char)
+timezones = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
+                             timezone(-timedelta(hours=8))])
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.integers(-2**200, 2**200),
+    st.floats(allow_nan=False), st.text(), chars, keywords, symbols,
+    st.decimals(allow_nan=False, allow_infinity=False),
+    st.fractions().filter(lambda f: f.denominator != 1),
+    st.datetimes(timezones=timezones), st.uuids(),
+)
+# Values that can be map keys and set members: scalars and read collections.
+# (st.deferred keeps the strategies' reprs short: hypothesis prints them.)
+hashables = st.deferred(lambda: _hashables)
+values = st.deferred(lambda: _values)
+_hashables = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4).map(Vector),
+    st.lists(inner, max_size=4).map(List),
+    st.dictionaries(inner, inner, max_size=4).map(FrozenDict),
+    st.frozensets(inner, max_size=4).map(FrozenSet),
+), max_leaves=12)
+_values = st.recursive(hashables, lambda inner: st.one_of(
+    st.lists(inner, max_size=5),
+    st.lists(inner, max_size=5).map(List),
+    st.dictionaries(hashables, inner, max_size=5),
+    st.sets(hashables, max_size=5),
+    st.builds(TaggedLiteral, st.sampled_from(["my/tag", "x"]), inner),
+), max_leaves=20)
+
+
+class RoundTripTests(unittest.TestCase):
+
+    @settings(max_examples=150, deadline=None, database=None)
+    @given(values)
+    def test_loads_dumps_round_trip(self, x: Any) -> None:
+        text = dumps(x)
+        back = loads(text, default_tag=TaggedLiteral)
+        self.assertEqual(back, x)
+        self.assertTrue(edn.edn_equal(back, x))
+        self.assertEqual(dumps(back), text)  # same kinds, same order, same text
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(hashables)
+    def test_read_values_are_hashable_and_equal_to_a_second_read(self, x: Any) -> None:
+        text = dumps(x)
+        a, b = loads(text), loads(text)
+        self.assertEqual(a, b)
+        self.assertEqual(hash(a), hash(b))
+        self.assertEqual(len({a, b}), 1)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet='[](){}#_:^\\"; ,.-+0123456789eEMNabcfinstuxr/\n'))
+    def test_any_text_gives_a_value_or_an_EDNError(self, text: str) -> None:
+        try:
+            loads(text, default_tag=TaggedLiteral)
+        except EDNError as e:
+            self.assertIsInstance(e.position, int)
+            self.assertTrue(0 <= e.position <= len(text))
+
+    @given(st.floats(allow_nan=False))
+    def test_floats_are_exact(self, f: float) -> None:
+        back = loads(dumps(f))
+        self.assertIs(type(back), float)
+        self.assertEqual(math.copysign(1, back), math.copysign(1, f))
+        self.assertEqual(back, f)
+
+    def test_nan(self) -> None:
+        self.assertEqual(dumps(float("nan")), "##NaN")
+        self.assertTrue(math.isnan(loads("##NaN")))
+        self.assertTrue(math.isnan(loads(dumps([float("nan")]))[0]))
+
+
+# ---------------------------------------------------------------- tricky cases
+
+INST = datetime(1985, 4, 12, 23, 20, 50, 520000, UTC)
+U = uuid.UUID("f81d4fae-7dec-11d0-a765-00a0c91e6bf6")
+
+# text -> expected value (compared with EDN equality and the exact type).
+READ_CASES = [
+    ("nil", None), ("true", True), ("false", False),
+    ("0", 0), ("-0", 0), ("+7", 7), ("1N", 1), ("-12345678901234567890123N", -12345678901234567890123),
+    ("0x1F", 31), ("-0X10", -16), ("017", 15), ("2r1010", 10), ("36rZZ", 1295),
+    ("1.5", 1.5), ("-1.5e3", -1500.0), ("1e+16", 1e16), ("1.", 1.0), ("1.0E-5", 1e-5),
+    ("1.5M", Decimal("1.5")), ("1M", Decimal("1")), ("-2.50M", Decimal("-2.50")),
+    ("##Inf", math.inf), ("##-Inf", -math.inf),
+    ("1/2", Fraction(1, 2)), ("-3/6", Fraction(-1, 2)), ("4/2", 2),
+    ('""', ""), ('"a\\tb\\nc\\rd\\\\e\\"f\\bg\\fh"', 'a\tb\nc\rd\\e"f\bg\fh'),
+    ('"\\u00e9\\u00E9"', "\u00e9\u00e9"), ('"\\ud83d\\ude00"', "\U0001F600"),
+    ('"\\101\\0"', "A\x00"), ('"multi\nline"', "multi\nline"), ('"é日本😀"', "é日本😀"),
+    ("\\a", Char("a")), ("\\newline", Char("\n")), ("\\space", Char(" ")),
+    ("\\tab", Char("\t")), ("\\return", Char("\r")), ("\\backspace", Char("\b")),
+    ("\\formfeed", Char("\f")), ("\\u00e9", Char("\u00e9")), ("\\o101", Char("A")),
+    ("\\\\", Char("\\")), ("\\(", Char("(")), ("\\é", Char("é")), ("\\u", Char("u")),
+    (":a", K("a")), (":a/b", K("a/b")), (":a.b/c-d", K("a.b/c-d")), (":1", K("1")),
+    ("sym", Symbol("sym")), ("ns/sym", Symbol("ns/sym")), ("/", Symbol("/")),
+    ("+", Symbol("+")), ("-", Symbol("-")), ("-a", Symbol("-a")), ("a#b", Symbol("a#b")),
+    ("nil?", Symbol("nil?")), ("'a", Symbol("'a")),
+    ("[]", Vector()), ("()", List()), ("{}", FrozenDict()), ("#{}", FrozenSet()),
+    ("[1 [2 (3)]]", [1, [2, List([3])]]),
+    ("{:a 1, :b [2 3]}", {K("a"): 1, K("b"): [2, 3]}),
+    ("#{1 :a \"s\"}", FrozenSet([1, K("a"), "s"])),
+    ('#inst "1985-04-12T23:20:50.52Z"', INST),
+    ('#inst "1985-04-12T23:20:50.520-00:00"', INST),
+    ('#inst "1985-04-13T01:20:50.52+02:00"', INST.astimezone(timezone(timedelta(hours=2)))),
+    ('#inst "1985"', datetime(1985, 1, 1, tzinfo=UTC)),
+    ('#inst "2020-02-29T10:11:12.123456789Z"', datetime(2020, 2, 29, 10, 11, 12, 123456, UTC)),
+    ('#uuid "f81d4fae-7dec-11d0-a765-00a0c91e6bf6"', U),
+    ("[1 #_ 2 3]", [1, 3]), ("[#_ #_ 1 2 3]", [3]), ("#_ x 5", 5), ("[#_[1 2]]", []),
+    ("; comment\n 1", 1), ("[1 ; two\n 3]", [1, 3]), ("[1,2,,3]", [1, 2, 3]),
+    ("  \t\n 42 ", 42), ("1 2", 1), ("1)", 1), ("[1]]", [1]),
+    ("^:meta [1]", [1]), ("^{:a 1} sym", Symbol("sym")),
+    ("#:ns{:a 1, :b/c 2, :_/d 3, e 4}",
+     {K("ns/a"): 1, K("b/c"): 2, K("d"): 3, Symbol("ns/e"): 4}),
+    ("{#{[1]} 2, #{[1 2] {:a #{}}} 3}",
+     {FrozenSet([Vector([1])]): 2,
+      FrozenSet([Vector([1, 2]), FrozenDict({K("a"): FrozenSet()})]): 3}),
+]
+
+
+def _same(testcase: unittest.TestCase, got: Any, want: Any) -> None:
+    testcase.assertTrue(edn.edn_equal(got, want), "%r != %r" % (got, want))
+    testcase.assertEqual(dumps(got), dumps(want))
+
+
+class TrickyCaseTests(unittest.TestCase):
+
+    def test_read_table(self) -> None:
+        for text, want in READ_CASES:
+            with self.subTest(text=text):
+                _same(self, loads(text), want)
+
+    def test_table_round_trips_through_dumps(self) -> None:
+        for text, want in READ_CASES:
+            with self.subTest(text=text):
+                _same(self, loads(dumps(loads(text))), want)
+
+    def test_written_forms_match_clojure_pr_str(self) -> None:
+        cases = [
+            (None, "nil"), (True, "true"), (False, "false"), (-5, "-5"), (1.5, "1.5"),
+            (Decimal("1.50"), "1.50M"), (Fraction(1, 3), "1/3"),
+            ('a"b\\c\nd\te', '"a\\"b\\\\c\\nd\\te"'), ("é", '"é"'),
+            (Char("\n"), "\\newline"), (Char(" "), "\\space"), (Char("x"), "\\x"),
+            (K("a/b"), ":a/b"), (Symbol("s"), "s"),
+            ([1, "a", K("k")], '[1 "a" :k]'), ((1, 2), "[1 2]"), (List([1, 2]), "(1 2)"),
+            ({K("a"): 1, K("b"): [2, 3]}, "{:a 1, :b [2 3]}"), ({1}, "#{1}"),
+            (frozenset(), "#{}"), ({}, "{}"), ([], "[]"),
+            (INST, '#inst "1985-04-12T23:20:50.520000Z"'),
+            (datetime(2020, 1, 1, 10, tzinfo=timezone(timedelta(hours=2))),
+             '#inst "2020-01-01T10:00:00.000000+02:00"'),
+            (U, '#uuid "f81d4fae-7dec-11d0-a765-00a0c91e6bf6"'),
+            (TaggedLiteral("my/tag", [1]), "#my/tag [1]"),
+            (float("inf"), "##Inf"), (float("-inf"), "##-Inf"),
+            (10**30, "1000000000000000000000000000000"),
+        ]
+        for value, text in cases:
+            with self.subTest(value=value):
+                self.assertEqual(dumps(value), text)
+
+    def test_custom_and_default_tags(self) -> None:
+        tags = {"my/point": lambda v: ("point", tuple(v))}
+        self.assertEqual(loads("#my/point [1 2]", tags=tags), ("point", (1, 2)))
+        self.assertEqual(loads("[#my/point [1 2]]", tags=tags)[0], ("point", (1, 2)))
+        got = loads("#my/thing {:a 1}", default_tag=TaggedLiteral)
+        self.assertEqual(got, TaggedLiteral("my/thing", {K("a"): 1}))
+        self.assertEqual(dumps(got), "#my/thing {:a 1}")
+        # user tags win over the built-ins, as in clojure.edn's :readers
+        self.assertEqual(loads('#inst "x"', tags={"inst": str.upper}), "X")
+        self.assertEqual(loads("#a #b 1", default_tag=lambda t, v: [t, v]), ["a", ["b", 1]])
+
+    def test_loads_all_eof_and_bytes(self) -> None:
+        self.assertEqual(loads_all("1 :a [2] ; c\n #_ 3"), [1, K("a"), [2]])
+        self.assertEqual(loads_all("  "), [])
+        self.assertIsNone(loads("", eof=None))
+        self.assertEqual(loads(" ; only a comment", eof="EOF"), "EOF")
+        self.assertEqual(loads("#_ 1", eof=0), 0)
+        self.assertEqual(loads('{:a "é"}'.encode()), {K("a"): "é"})
+        self.assertRaises(TypeError, loads, 5)
+
+
+class EDNEqualityTests(unittest.TestCase):
+
+    def test_one_true_and_one_point_oh_are_three_keys(self) -> None:
+        m = loads("{1 :a, true :b, 1.0 :c}")
+        self.assertEqual(len(m), 3)
+        self.assertEqual((m[1], m[True], m[1.0]), (K("a"), K("b"), K("c")))
+        self.assertEqual(list(m), [1, True, 1.0])
+        self.assertEqual([type(k) for k in m], [int, bool, float])
+        self.assertEqual(dumps(m), "{1 :a, true :b, 1.0 :c}")
+        self.assertNotIn(Decimal(1), m)
+
+    def test_zero_and_false_are_two_members(self) -> None:
+        s = loads("#{0 false}")
+        self.assertEqual(len(s), 2)
+        self.assertIn(0, s)
+        self.assertIn(False, s)
+        self.assertNotIn(0.0, s)
+        self.assertEqual(loads("#{0 false}"), loads("#{false 0}"))
+        self.assertNotEqual(loads("#{0}"), loads("#{false}"))
+
+    def test_nested_keys_keep_edn_equality(self) -> None:
+        m = loads("{[1] :int, [true] :bool, [1.0] :float, #{1} :set}")
+        self.assertEqual(len(m), 4)
+        self.assertEqual(m[Vector([True])], K("bool"))
+        self.assertEqual(m[(1.0,)], K("float"))
+        self.assertEqual(m[[1]], K("int"))
+        self.assertEqual(m[frozenset([1])], K("set"))
+        self.assertNotEqual(loads("[1]"), loads("[true]"))
+        self.assertNotEqual(loads("{:a 1}"), loads("{:a true}"))
+        self.assertNotEqual(loads("{:a 1}"), loads("{:a 1.0}"))
+
+    def test_sequentials_compare_like_clojure(self) -> None:
+        self.assertEqual(loads("[1 2]"), loads("(1 2)"))
+        self.assertEqual(hash(loads("[1 2]")), hash(loads("(1 2)")))
+        self.assertEqual(loads("[1 2]"), [1, 2])
+        self.assertEqual(loads("[1 2]"), (1, 2))
+        self.assertNotEqual(loads("[1 2]"), [1, 2, 3])
+        self.assertNotEqual(loads("[1 2]"), loads("#{1 2}"))
+
+    def test_chars_strings_keywords_symbols_differ(self) -> None:
+        self.assertNotEqual(Char("a"), "a")
+        self.assertNotEqual("a", Char("a"))
+        self.assertEqual(len(loads('#{\\a "a" :a a}')), 4)
+        self.assertEqual(Char("a"), loads("\\a"))
+
+    def test_keywords_are_interned_and_survive_copies(self) -> None:
+        self.assertIs(Keyword("a/b"), loads(":a/b"))
+        self.assertIs(Keyword("b", "a"), Keyword("a/b"))
+        kw = Keyword("x/y")
+        self.assertEqual((kw.namespace, kw.name, str(kw)), ("x", "y", ":x/y"))
+        self.assertIs(pickle.loads(pickle.dumps(kw)), kw)
+        self.assertIs(copy.deepcopy(kw), kw)
+        self.assertIsNot(Keyword("a"), Symbol("a"))
+        self.assertNotEqual(Keyword("a"), Symbol("a"))
+        self.assertRaises(AttributeError, setattr, kw, "name", "z")
+
+    def test_read_collections_are_immutable_and_pickle(self) -> None:
+        v = loads('{:a [1 #{2}] "b" (3)}')
+        def assign() -> None:
+            v[K("c")] = 1  # type: ignore[index]
+        self.assertRaises(TypeError, assign)
+        self.assertEqual(pickle.loads(pickle.dumps(v)), v)
+        self.assertEqual(hash(pickle.loads(pickle.dumps(v))), hash(v))
+
+    def test_map_equals_plain_dict(self) -> None:
+        self.assertEqual(loads("{:a 1 \"b\" [2]}"), {K("a"): 1, "b": [2]})
+        self.assertNotEqual(loads("{:a 1}"), {K("a"): True})
+
+
+# ---------------------------------------------------------------- errors
+
+BAD_TEXTS = [
+    ("", 0), ("   ", 3), ("[1 2", 4), ("(1", 2), ("{:a 1", 5), ("#{1", 3), ('"abc', 0),
+    ("[1 2)", 4), ("(1]", 2), (")", 0), ("]", 0), ("}", 0), ("#{1 2]", 5),
+    ('"\\q"', 1), ('"\\u12"', 1), ('"\\400"', 1), ("\\abc", 0), ("\\ud800", 0), ("\\", 0),
+    ("\\o400", 0),
+    ("{1}", 0), ("{:a 1 :b}", 0), ("#:ns{:a}", 0),
+    ("#foo 1", 0), ("[#my/tag]", 1), ("#1", 0), ("#<obj>", 0), ("#", 0), ("##Foo", 0),
+    ("#inst \"1985-13-01\"", 0), ("#inst 5", 0), ('#uuid "nope"', 0),
+    ("08", 0), ("1.2.3", 0), ("1a", 0), ("0x", 0), ("1/0", 0), ("1/-2", 0), ("99r1", 0),
+    ("[1 2x]", 3), ("a::b", 0), ("::a", 0), ("a:", 0), (":", 0),
+    ("{1 1 1 2}", 0), ("#{1 1}", 0), ("{[1] 1 (1) 2}", 0), ("#{1N 1}", 0),
+    ("[#_]", 3), ("#_", 2), ("^:m", 3), ("#:{:a 1}", 0), ("#:ns [1]", 0),
+    ("[1 2\n 3 \"x\\q\"]", 10),
+]
+
+
+class ErrorTests(unittest.TestCase):
+
+    def test_bad_texts_raise_EDNError_with_position(self) -> None:
+        for text, position in BAD_TEXTS:
+            with self.subTest(text=text):
+                with self.assertRaises(EDNError) as caught:
+                    loads(text)
+                e = caught.exception
+                self.assertIsInstance(e, ValueError)
+                self.assertEqual(e.position, position, str(e))
+                self.assertEqual(e.line, text.count("\n", 0, position) + 1)
+                self.assertIn("offset %d" % position, str(e))
+
+    def test_line_and_column(self) -> None:
+        with self.assertRaises(EDNError) as caught:
+            loads('[1 2\n 3 "x\\q"]')
+        self.assertEqual((caught.exception.line, caught.exception.column), (2, 6))
+
+    def test_tag_function_errors_become_EDNErrors(self) -> None:
+        def boom(value: Any) -> Any:
+            raise KeyError("no")
+        with self.assertRaises(EDNError) as caught:
+            loads("[1 #t/x 2]", tags={"t/x": boom})
+        self.assertEqual(caught.exception.position, 3)
+        self.assertIsInstance(caught.exception.__cause__, KeyError)
+
+    def test_unhashable_tag_value_as_key(self) -> None:
+        with self.assertRaises(EDNError):
+            loads("{#t/x 1 2}", tags={"t/x": lambda v: bytearray(v)})
+
+    def test_bad_utf8_bytes(self) -> None:
+        self.assertRaises(EDNError, loads, b'"\xff"')
+
+    def test_unwritable_values(self) -> None:
+        self.assertRaises(TypeError, dumps, object())
+        self.assertRaises(TypeError, dumps, {K("a"): [b"bytes"]})
+        self.assertRaises(ValueError, dumps, datetime(2020, 1, 1))  # naive
+        self.assertRaises(ValueError, dumps, Decimal("NaN"))
+        loop: list = [1]
+        loop.append(loop)
+        self.assertRaises(ValueError, dumps, loop)
+        d: dict = {}
+        d[K("self")] = [d]
+        self.assertRaises(ValueError, dumps, d)
+
+    def test_shared_but_not_circular_values_are_fine(self) -> None:
+        shared = [1]
+        self.assertEqual(dumps([shared, shared, {K("a"): shared}]), "[[1] [1] {:a [1]}]")
+
+
+# ---------------------------------------------------------------- depth
+
+class DepthTests(unittest.TestCase):
+
+    def test_hundred_thousand_brackets_is_an_EDNError(self) -> None:
+        with self.assertRaises(EDNError) as caught:
+            loads("[" * 100000)
+        self.assertEqual(caught.exception.position, edn.MAX_DEPTH)
+        for opener in ("(", "{", "#{", "#_", "#t ", "^"):
+            self.assertRaises(EDNError, loads, opener * 100000, default_tag=TaggedLiteral)
+
+    def test_max_depth_values_are_usable(self) -> None:
+        # Python's own ==, hash and repr recurse: values at the limit must survive them.
+        text = "#{" * edn.MAX_DEPTH + "}" * edn.MAX_DEPTH
+        value = loads(text)
+        self.assertEqual(value, loads(text))
+        self.assertEqual(hash(value), hash(loads(text)))
+        self.assertTrue(repr(value))
+        self.assertEqual(dumps(value), text)
+        self.assertRaises(EDNError, loads, "[" + text + "]")
+        self.assertEqual(len(loads("[" + text + "]", max_depth=edn.MAX_DEPTH + 1)), 1)
+
+    def test_deep_dumps_does_not_recurse(self) -> None:
+        deep: Any = []
+        for _ in range(100000):
+            deep = [deep]
+        text = dumps(deep)
+        self.assertEqual(text, "[" * 100001 + "]" * 100001)
+        deep_map: Any = 1
+        for _ in range(20000):
+            deep_map = {K("k"): deep_map}
+        self.assertEqual(dumps(deep_map), "{:k " * 20000 + "1" + "}" * 20000)
+        # the reader itself has no recursion either: only max_depth bounds it
+        deep_text = "[" * 20000 + "]" * 20000
+        self.assertEqual(dumps(loads_all(deep_text, max_depth=20000)[0]), deep_text)
+        self.assertLess(sys.getrecursionlimit(), 100000)
