@@ -25,7 +25,7 @@ from collections import deque
 from typing import Any, Deque, Dict, Hashable, List, Optional
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet import defer, protocol
+from twisted.internet import defer, protocol, task
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.logger import Logger
@@ -133,7 +133,7 @@ class _Factory(protocol.Factory):
         if self.subscriber:
             p = RedisProtocol(bus.password, bus._on_push, bus._connected, bus._lost)
         else:
-            p = RedisProtocol(bus.password)
+            p = RedisProtocol(bus.password, on_ready=bus._publisher_ready)
         p.factory = self
         return p
 
@@ -159,6 +159,7 @@ class RedisEventBus:
         self._sub = ClientService(endpoint, _Factory(self, True), retryPolicy=policy)
         self._pub = ClientService(endpoint, _Factory(self, False), retryPolicy=policy)
         self._sub_protocol: Optional[RedisProtocol] = None
+        self._pub_protocol: Optional[RedisProtocol] = None
         self._sub.startService()
         self._pub.startService()
 
@@ -207,8 +208,7 @@ class RedisEventBus:
             payload = edn.dumps(msg)
         except Exception as e:
             return defer.fail(e)
-        d = self._pub.whenConnected(failAfterFailures=1)
-        d.addCallback(lambda p: p.when_ready())
+        d = self._publisher()
         d.addCallback(lambda p: p.command("PUBLISH", self._channel(topic), payload))
         d.addCallback(lambda n: n > 0)
 
@@ -218,6 +218,16 @@ class RedisEventBus:
             raise RedisUnavailable(f"cannot publish to Redis: {f.getErrorMessage()}")
         d.addErrback(unavailable)
         return d
+
+    def _publisher(self) -> Deferred:
+        """Deferred of the ready PUBLISH connection; fails if Redis is down."""
+        p = self._pub_protocol
+        if p is not None and p.is_ready:
+            return defer.succeed(p)
+        # Asked on the next turn: ClientService refuses re-entrant
+        # whenConnected calls (e.g. a publish from a connection callback).
+        d = task.deferLater(self.reactor, 0, self._pub.whenConnected, failAfterFailures=1)
+        return d.addCallback(lambda p: p.when_ready())
 
     def is_active(self, topic: Hashable) -> bool:
         return bool(self._topics.get(topic))
@@ -234,6 +244,9 @@ class RedisEventBus:
                                     defer.maybeDeferred(self._pub.stopService)])
 
     # -- connection events ----------------------------------------------------
+
+    def _publisher_ready(self, p: RedisProtocol) -> None:
+        self._pub_protocol = p
 
     def _connected(self, p: RedisProtocol) -> None:
         self._sub_protocol = p
