@@ -165,6 +165,17 @@ class TimeoutTests(unittest.TestCase):
 
 class FutureTests(unittest.TestCase):
 
+
+    def test_coroutine_is_accepted(self) -> None:
+        clock = task.Clock()
+
+        async def never() -> None:
+            await Deferred()
+
+        r = d.timeout(never(), 2, value="late", clock=clock)
+        self.assertNoResult(r)
+        clock.advance(2)
+        self.assertEqual(self.successResultOf(r), "late")
     def test_runs_in_a_thread(self) -> Deferred:
         def where(x: int) -> Any:
             return x, threading.current_thread() is threading.main_thread()

@@ -119,8 +119,10 @@ def timeout(d: Deferred, seconds: float, *, value: Any = NOTHING,
     """Manifold's ``timeout!``: realize ``d`` itself if still pending after
     ``seconds``, with ``value`` when given, else with a ``TimeoutError``.
 
-    Returns ``d``. ``clock`` is any IReactorTime (``task.Clock`` in tests).
+    Returns ``d`` (a coroutine is first made a Deferred, which is returned).
+    ``clock`` is any IReactorTime (``task.Clock`` in tests).
     """
+    d = to_deferred(d)
     if d.called:
         return d
     if clock is None:

@@ -17,11 +17,13 @@ from twisted_aleph.http.server import (
     BadRequest, HTTPServerService, RingResource, handler_resource, load_handler,
     start_server,
 )
-
-from twisted_aleph.http.websocket import websocket_client, websocket_connection
+from twisted_aleph.http.websocket import (
+    NotAWebSocket, closed, websocket_client, websocket_close, websocket_connection,
+)
 
 __all__ = [
     "start_server", "BadRequest", "RingResource", "HTTPServerService", "handler_resource",
     "load_handler", "connection_pool", "ConnectionPool", "HTTPError", "request", "get",
     "post", "put", "delete", "head", "websocket_connection", "websocket_client",
+    "websocket_close", "closed", "NotAWebSocket",
 ]
