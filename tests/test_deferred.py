@@ -162,10 +162,6 @@ class TimeoutTests(unittest.TestCase):
         self.assertEqual(self.successResultOf(r), 1)
         self.assertEqual(clock.getDelayedCalls(), [])
 
-
-class FutureTests(unittest.TestCase):
-
-
     def test_coroutine_is_accepted(self) -> None:
         clock = task.Clock()
 
@@ -176,6 +172,10 @@ class FutureTests(unittest.TestCase):
         self.assertNoResult(r)
         clock.advance(2)
         self.assertEqual(self.successResultOf(r), "late")
+
+
+class FutureTests(unittest.TestCase):
+
     def test_runs_in_a_thread(self) -> Deferred:
         def where(x: int) -> Any:
             return x, threading.current_thread() is threading.main_thread()
