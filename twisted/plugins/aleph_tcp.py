@@ -1,0 +1,42 @@
+"""twistd plugin: ``twistd -n aleph-tcp [--port 10000] [--handler inc|echo|module:callable]
+[--max-frame N]``: the seed's framed EDN server. The logic lives in
+:mod:`twisted_aleph.tcp` (``TCPServerService``) and :mod:`twisted_aleph.demo.tcp`."""
+
+from __future__ import annotations
+
+from twisted.application.service import IServiceMaker
+from twisted.plugin import IPlugin
+from twisted.python import usage
+from zope.interface import implementer
+
+
+class Options(usage.Options):
+    optParameters = [
+        ["port", "p", 10000, "TCP port to listen on.", int],
+        ["interface", None, "0.0.0.0", "Interface to bind."],
+        ["handler", None, "inc", "inc, echo, or module:callable taking (stream, info)."],
+        ["max-frame", None, 16 * 1024 * 1024, "Largest frame accepted, in bytes.", int],
+    ]
+
+    def postOptions(self) -> None:
+        from twisted_aleph.demo.tcp import handler_named
+        try:
+            self["handler_fn"] = handler_named(self["handler"])
+        except (ValueError, ImportError, AttributeError) as e:
+            raise usage.UsageError(f"--handler: {e}")
+
+
+@implementer(IServiceMaker, IPlugin)
+class AlephTCPServiceMaker:
+    tapname = "aleph-tcp"
+    description = "The seed's framed EDN TCP server (uint32 length + UTF-8 EDN)."
+    options = Options
+
+    def makeService(self, options: Options) -> object:
+        from twisted_aleph.tcp import TCPServerService
+        return TCPServerService(options["handler_fn"], options["port"],
+                                interface=options["interface"],
+                                max_length=options["max-frame"])
+
+
+aleph_tcp = AlephTCPServiceMaker()
