@@ -74,6 +74,9 @@ class Edge:
             source._remove_edge(self)
 
 
+_EMPTY: Any = ()  # stands for an empty queue until the first append
+
+
 class Stream:
     """A Manifold stream: put/take with a bounded buffer and backpressure."""
 
@@ -88,9 +91,12 @@ class Stream:
             raise ValueError("buffer_size must be >= 0")
         self.buffer_size = buffer_size
         self.description = description
-        self._buffer: Deque[Any] = deque()
-        self._pending: Deque[Tuple[Any, Deferred]] = deque()
-        self._takers: Deque[Tuple[Deferred, Any]] = deque()
+        # The queues start as a shared empty tuple and become deques on first
+        # append: most streams of an idle connection never queue anything,
+        # and an empty deque costs ~600 bytes.
+        self._buffer: Deque[Any] = _EMPTY
+        self._pending: Deque[Tuple[Any, Deferred]] = _EMPTY
+        self._takers: Deque[Tuple[Deferred, Any]] = _EMPTY
         self._edges: List[Edge] = []
         self._blocked = False
         self._delivering = False
@@ -121,15 +127,35 @@ class Stream:
             # (and not re-entered from the backlog loop): keeps FIFO order.
             if not (self._blocked or self._delivering or self._buffer
                     or self._pending):
-                return self._push_one(msg)
+                if len(self._edges) != 1:
+                    return self._push_one(msg)
+                # the common case, inlined: one consumer keeping up
+                edge = self._edges[0]
+                try:
+                    r = edge.deliver(msg)
+                except Exception:
+                    log.failure("error delivering {msg!r} through {edge}",
+                                msg=msg, edge=edge.description or edge)
+                    r = False
+                if r is True:
+                    return True
+                if r is False:
+                    self._remove_edge(edge)
+                else:
+                    self._wait_for(r.addCallback(self._edge_answered, edge))
+                return True
         elif self._takers:
             d, _ = self._takers.popleft()
             d.callback(msg)
             return True
         if len(self._buffer) < self.buffer_size:
+            if self._buffer is _EMPTY:
+                self._buffer = deque()
             self._buffer.append(msg)
             return True
         d = Deferred()
+        if self._pending is _EMPTY:
+            self._pending = deque()
         self._pending.append((msg, d))
         return d
 
@@ -204,6 +230,8 @@ class Stream:
             self._mark_drained()
             return succeed(None if default is NOTHING else default)
         d = Deferred()
+        if self._takers is _EMPTY:
+            self._takers = deque()
         self._takers.append((d, default))
         return d
 
@@ -359,6 +387,8 @@ class Stream:
         """Move the oldest pending put into the buffer, realizing it."""
         if self._pending:
             msg, d = self._pending.popleft()
+            if self._buffer is _EMPTY:
+                self._buffer = deque()
             self._buffer.append(msg)
             d.callback(True)
 
@@ -370,7 +400,7 @@ class Stream:
         if self._drained:
             return
         self._drained = True
-        takers, self._takers = self._takers, deque()
+        takers, self._takers = self._takers, _EMPTY
         for d, default in takers:
             d.callback(None if default is NOTHING else default)
         edges = list(self._edges)

@@ -111,15 +111,17 @@ def attach(src: Any, edge: Edge) -> None:
 class SinkEdge(Edge):
     """Feeds each message, unchanged, into a sink."""
 
-    __slots__ = ("downstream",)
+    __slots__ = ("downstream", "offer")
 
     def __init__(self, sink: Any, downstream: bool = True, upstream: bool = False,
                  description: str = "connect") -> None:
         super().__init__(sink, upstream, description)
         self.downstream = downstream
+        # bound once: a duplex sink's own sink, skipping a forwarding call
+        self.offer = sink.sink.offer if isinstance(sink, SplicedStream) else sink.offer
 
     def deliver(self, msg: Any) -> Offered:
-        return self.sink.offer(msg)
+        return self.offer(msg)
 
     def source_drained(self) -> None:
         if self.downstream:
@@ -130,6 +132,33 @@ def connect(src: Any, dst: Any, downstream: bool = True, upstream: bool = False,
             description: str = "connect") -> None:
     """Feed every message of ``src`` into ``dst``, honouring dst's backpressure."""
     attach(src, SinkEdge(dst, downstream, upstream, description))
+
+
+class MapEdge(Edge):
+    """Feeds ``f(msg)`` into a derived sink (``stream.map``'s edge).
+
+    An exception from ``f`` is logged, the derived sink is closed and the
+    edge detached: one bad message ends that pipeline, not the process.
+    """
+
+    __slots__ = ("f", "offer")
+
+    def __init__(self, f: Callable[[Any], Any], sink: Any, description: str = "map") -> None:
+        super().__init__(sink, False, description)
+        self.f = f
+        self.offer = sink.offer
+
+    def deliver(self, msg: Any) -> Offered:
+        try:
+            value = self.f(msg)
+        except Exception:
+            log.failure("error in stream {op} on {msg!r}", op=self.description, msg=msg)
+            self.sink.close()
+            return False
+        return self.offer(value)
+
+    def source_drained(self) -> None:
+        self.sink.close()
 
 
 class CallbackEdge(Edge):

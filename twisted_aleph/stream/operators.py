@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted_aleph.stream import xforms
 from twisted_aleph.stream.default import Edge, Offered, Stream, log
 from twisted_aleph.stream.graph import (
-    SinkEdge, attach, connect, connect_via, offer_all,
+    MapEdge, SinkEdge, attach, connect, connect_via, offer_all,
 )
 
 
@@ -37,7 +37,7 @@ def map(f: Callable[..., Any], *sources: Any) -> Stream:  # noqa: A001
     if len(sources) != 1:
         return map(lambda args: f(*args), zip_streams(*sources))
     dst = Stream(description="map")
-    connect_via(sources[0], lambda msg: dst.offer(f(msg)), dst, "map")
+    attach(sources[0], MapEdge(f, dst))
     return dst
 
 
