@@ -484,17 +484,21 @@ def _decode_edge_class() -> type:
         def _stop(self, error: Optional[CodecError], values: List[Any]) -> bool:
             if error is not None:
                 log.warn("closing {source}: {error}", source=self.byte_source, error=error)
-            # The source (the connection) closes now, without telling this
-            # edge; the output once the values decoded before the error
-            # were accepted.
-            out = self.sink
+            # Stop reading now; the values decoded before the error go out
+            # first, and only once they were accepted (a handler replying
+            # synchronously has written its replies) are the output and the
+            # source (for TCP: the connection, after its writes) closed.
+            out, source = self.sink, self.byte_source
             self.detach()
-            self.byte_source.close()
+
+            def finish(_: Any = None) -> None:
+                out.close()
+                source.close()
             r = offer_all(out, values)
             if r is True or r is False:
-                out.close()
+                finish()
             else:
-                r.addBoth(lambda _: out.close())
+                r.addBoth(finish)
             return False
 
         def source_drained(self) -> None:
