@@ -144,7 +144,8 @@ class TLSRoundTrip(unittest.TestCase):
         reactor.connectTCP("127.0.0.1", port,
                            protocol.ClientFactory.forProtocol(lambda: plain))
         received, reason = yield plain.done
-        self.assertEqual(received, b"")
+        # closed with nothing echoed; OpenSSL 3 first sends an alert record
+        self.assertTrue(received == b"" or received[:1] == b"\x15", received)
         client = tls.client_context(ca=f.ca_cert)
         received, reason = yield self.probe(port, client.creator_for("localhost"))
         self.assertEqual(received, b"ping\n")
