@@ -129,7 +129,8 @@ class Stream:
                     or self._pending):
                 if len(self._edges) != 1:
                     return self._push_one(msg)
-                # the common case, inlined: one consumer keeping up
+                # the hot path, inlined (_push_one is the general case):
+                # one consumer, keeping up
                 edge = self._edges[0]
                 try:
                     r = edge.deliver(msg)
@@ -305,28 +306,13 @@ class Stream:
         where the connect loop has taken a message while its put downstream
         is still pending, one message is in flight per edge.
         """
-        edges = self._edges
-        if len(edges) == 1:
-            edge = edges[0]
+        waits = []
+        for edge in list(self._edges):
             try:
                 r = edge.deliver(msg)
             except Exception:
                 log.failure("error delivering {msg!r} through {edge}",
                             msg=msg, edge=edge.description or edge)
-                r = False
-            if r is True:
-                return True
-            if r is False:
-                self._remove_edge(edge)
-                return True
-            self._wait_for(r.addCallback(self._edge_answered, edge))
-            return True
-        waits = []
-        for edge in list(edges):
-            try:
-                r = edge.deliver(msg)
-            except Exception:
-                log.failure("error delivering {msg!r}", msg=msg)
                 r = False
             if r is False:
                 self._remove_edge(edge)
