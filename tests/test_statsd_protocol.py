@@ -1,0 +1,295 @@
+"""Tests for twisted_aleph.statsd_protocol: the pure line parser and rollup."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from twisted.trial import unittest
+
+from twisted_aleph import statsd_protocol as sp
+from twisted_aleph.statsd_protocol import BadLine, Metric
+
+NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
+names = st.text(NAME_CHARS, min_size=1, max_size=40)
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+numbers = st.one_of(st.integers(-10**12, 10**12), finite)
+rates = st.floats(min_value=1e-6, max_value=1.0, exclude_min=False)
+members = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"),
+                  blacklist_characters="|:\n\r"),
+    min_size=1, max_size=20).map(str.strip).filter(bool)
+
+
+class ParseLineTests(unittest.SynchronousTestCase):
+    def test_kinds(self) -> None:
+        self.assertEqual(sp.parse_line("hits:3|c"), [Metric("hits", "c", 3.0)])
+        self.assertEqual(sp.parse_line("hits:1|c|@0.1"), [Metric("hits", "c", 1.0, 0.1)])
+        self.assertEqual(sp.parse_line("load:0.5|g"), [Metric("load", "g", 0.5)])
+        self.assertEqual(sp.parse_line("load:+2|g"), [Metric("load", "g", 2.0, 1.0, True)])
+        self.assertEqual(sp.parse_line("load:-2|g"), [Metric("load", "g", -2.0, 1.0, True)])
+        self.assertEqual(sp.parse_line("rt:320|ms"), [Metric("rt", "ms", 320.0)])
+        self.assertEqual(sp.parse_line("rt:320|h"), [Metric("rt", "ms", 320.0)])
+        self.assertEqual(sp.parse_line("users:bob|s"), [Metric("users", "s", "bob")])
+
+    def test_bare_name_value_is_a_counter(self) -> None:
+        """The seed's format: ``name:value``."""
+        self.assertEqual(sp.parse_line("a:1"), [Metric("a", "c", 1.0)])
+
+    def test_several_values_for_one_name(self) -> None:
+        self.assertEqual(sp.parse_line("x:1|c:250|ms"),
+                         [Metric("x", "c", 1.0), Metric("x", "ms", 250.0)])
+
+    def test_names_are_sanitized_like_etsy(self) -> None:
+        self.assertEqual(sp.parse_line("my key/path!:1|c")[0].name, "my_key-path")
+
+    def test_bad_lines_have_clear_reasons(self) -> None:
+        cases = {
+            "garbage": "no ':'",
+            "a:": "empty value",
+            "a:1|zz": "unknown metric type 'zz'",
+            ":1|c": "empty metric name",
+            "!!!:1|c": "empty metric name",
+            "a:x|c": "not a number",
+            "a:nan|c": "not finite",
+            "a:inf|ms": "not finite",
+            "a:1|c|0.5": "'@rate'",
+            "a:1|c|@0": "sample rate must be",
+            "a:1|c|@2": "sample rate must be",
+            "a:1|c|@x": "sample rate is not a number",
+            "a:1|c|@1|x": "too many",
+        }
+        for line, reason in cases.items():
+            with self.assertRaises(BadLine, msg=line) as cm:
+                sp.parse_line(line)
+            self.assertIn(reason, str(cm.exception), line)
+
+    def test_bad_line_snippet_is_short(self) -> None:
+        with self.assertRaises(BadLine) as cm:
+            sp.parse_line("x" * 100000)
+        self.assertLess(len(str(cm.exception)), 200)
+
+    @given(names, st.sampled_from(["c", "ms", "g"]), numbers, rates)
+    @settings(max_examples=300)
+    def test_any_wellformed_numeric_line_parses_to_what_was_sent(
+            self, name: str, kind: str, value: float, rate: float) -> None:
+        if kind == "g":
+            rate = 1.0
+            value = abs(value)  # a signed gauge is a delta, tested below
+        line = sp.format_metric(name, value, kind, rate)
+        [metric] = sp.parse_line(line)
+        self.assertEqual(metric, Metric(name, kind, float(value), rate))
+
+    @given(names, numbers)
+    def test_signed_gauges_parse_as_deltas(self, name: str, value: float) -> None:
+        text = ("+" if value >= 0 else "") + sp.format_metric(name, value, "g").split(":", 1)[1]
+        [metric] = sp.parse_line(f"{name}:{text}")
+        self.assertEqual(metric, Metric(name, "g", float(value), 1.0, True))
+
+    @given(names, members)
+    def test_any_wellformed_set_line_parses_to_what_was_sent(
+            self, name: str, member: str) -> None:
+        [metric] = sp.parse_line(sp.format_metric(name, member, "s"))
+        self.assertEqual(metric, Metric(name, "s", member))
+
+    @given(st.text(max_size=200))
+    @settings(max_examples=500)
+    def test_any_text_parses_or_raises_badline(self, line: str) -> None:
+        try:
+            metrics = sp.parse_line(line)
+        except BadLine:
+            return
+        for m in metrics:
+            self.assertTrue(m.name)
+            self.assertIn(m.kind, ("c", "g", "ms", "s"))
+
+
+class ParsePacketTests(unittest.SynchronousTestCase):
+    def test_lines_split_on_newlines_blank_and_crlf_ignored(self) -> None:
+        metrics, bad = sp.parse_packet(b"a:1|c\r\n\nb:2|g\n")
+        self.assertEqual(metrics, [Metric("a", "c", 1.0), Metric("b", "g", 2.0)])
+        self.assertEqual(bad, [])
+
+    def test_good_lines_survive_bad_neighbours(self) -> None:
+        packet = b"garbage\na:1|c\na:\nb:1|zz\n:1|c\n\xff\xfe:1|c\nc:5|ms"
+        metrics, bad = sp.parse_packet(packet)
+        self.assertEqual(metrics, [Metric("a", "c", 1.0), Metric("c", "ms", 5.0)])
+        self.assertEqual(len(bad), 5)
+        self.assertTrue(any("not UTF-8" in str(b) for b in bad))
+
+    @given(st.binary(max_size=2000))
+    @settings(max_examples=300)
+    def test_any_bytes_never_raise(self, data: bytes) -> None:
+        metrics, bad = sp.parse_packet(data)
+        self.assertIsInstance(metrics, list)
+        self.assertIsInstance(bad, list)
+
+    @given(st.lists(st.tuples(names, st.sampled_from(["c", "ms", "g"]),
+                              st.integers(0, 10**6)), min_size=1, max_size=20))
+    def test_a_packet_of_lines_gives_each_metric_in_order(self, items: list) -> None:
+        packet = "\n".join(sp.format_metric(n, v, k) for n, k, v in items).encode()
+        metrics, bad = sp.parse_packet(packet)
+        self.assertEqual(bad, [])
+        self.assertEqual([(m.name, m.kind, m.value) for m in metrics],
+                         [(n, k, float(v)) for n, k, v in items])
+
+
+class TimerStatsTests(unittest.SynchronousTestCase):
+    def test_etsy_statistics(self) -> None:
+        values = [float(v) for v in range(1, 11)]  # 1..10
+        stats = sp.timer_stats(values, 10.0, 2.0, (90, 50))
+        self.assertEqual(stats["count"], 10.0)
+        self.assertEqual(stats["count_ps"], 5.0)
+        self.assertEqual(stats["sum"], 55.0)
+        self.assertEqual(stats["mean"], 5.5)
+        self.assertEqual(stats["lower"], 1.0)
+        self.assertEqual(stats["upper"], 10.0)
+        self.assertEqual(stats["median"], 5.5)
+        self.assertEqual(stats["upper_90"], 9.0)
+        self.assertEqual(stats["count_90"], 9)
+        self.assertEqual(stats["sum_90"], 45.0)
+        self.assertEqual(stats["mean_90"], 5.0)
+        self.assertEqual(stats["upper_50"], 5.0)
+
+    def test_fractional_and_top_percentiles_are_named_like_etsy(self) -> None:
+        stats = sp.timer_stats([1.0, 2.0, 3.0, 4.0], 4.0, 1.0, (99.5, -25))
+        self.assertEqual(stats["upper_99_5"], 4.0)
+        self.assertEqual(stats["lower_top25"], 4.0)
+
+    def test_single_value(self) -> None:
+        stats = sp.timer_stats([7.0], 1.0, 1.0, (90,))
+        self.assertEqual((stats["median"], stats["upper_90"], stats["mean_90"]), (7.0, 7.0, 7.0))
+
+    @given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=200))
+    def test_invariants(self, values: list) -> None:
+        stats = sp.timer_stats(values, float(len(values)), 1.0, (90,))
+        self.assertLessEqual(stats["lower"], stats["median"])
+        self.assertLessEqual(stats["median"], stats["upper"])
+        self.assertLessEqual(stats["upper_90"], stats["upper"])
+        self.assertTrue(stats["lower"] - 1e-6 <= stats["mean"] <= stats["upper"] + 1e-6)
+
+
+class StatsdRollupTests(unittest.SynchronousTestCase):
+    def test_counters_with_sample_rates_gauges_timers_sets(self) -> None:
+        r = sp.StatsdRollup()
+        self.assertEqual(r.add_packet(b"hits:1|c|@0.1\nhits:2|c\na:1"), 0)
+        r.add_packet(b"g:10|g\ng:+5|g\ng:-3|g\ng: +1|g\ng: -1|g")
+        r.add_packet(b"rt:100|ms\nrt:300|ms|@0.5")
+        r.add_packet(b"u:bob|s\nu:alice|s\nu:bob|s")
+        out = r.flush(1000.0, 2.0)
+        self.assertAlmostEqual(out.counters["hits"], 12.0)
+        self.assertEqual(out.counters["a"], 1.0)
+        self.assertEqual(out.gauges, {"g": 12.0})
+        self.assertEqual(out.timers["rt"]["count"], 3.0)  # 1 + 1/0.5
+        self.assertEqual(out.timers["rt"]["mean"], 200.0)
+        self.assertEqual(out.sets, {"u": 2})
+        self.assertEqual(out.counters[sp.PACKETS_RECEIVED], 4.0)
+        self.assertEqual(out.counters[sp.METRICS_RECEIVED], 13.0)
+        self.assertEqual(out.counters[sp.BAD_LINES], 0.0)
+
+    def test_flush_restarts_all_but_gauges(self) -> None:
+        r = sp.StatsdRollup()
+        r.add_packet(b"c:1|c\nt:1|ms\ns:x|s\ng:4|g")
+        r.flush(1.0, 1.0)
+        r.add_packet(b"g:+1|g")
+        out = r.flush(2.0, 1.0)
+        self.assertNotIn("c", out.counters)
+        self.assertEqual(out.timers, {})
+        self.assertEqual(out.sets, {})
+        self.assertEqual(out.gauges, {"g": 5.0})
+
+    def test_gauge_delta_on_unknown_gauge_starts_from_zero(self) -> None:
+        r = sp.StatsdRollup()
+        r.add_packet(b"g:-2|g")
+        self.assertEqual(r.flush(1.0, 1.0).gauges, {"g": -2.0})
+
+    def test_bad_lines_are_counted_and_good_lines_still_count(self) -> None:
+        r = sp.StatsdRollup()
+        noise = bytes(random.Random(5).getrandbits(8) for _ in range(60 * 1024))
+        bad = 0
+        for packet in [b"garbage", b"a:", b"a:1|zz", b":1|c", b"\xff\xfe\xfd", noise,
+                       b"ok:1|c\ngarbage\nok:2|c"]:
+            bad += r.add_packet(packet)
+        self.assertIn("garbage", str(r.last_bad))
+        out = r.flush(1.0, 1.0)
+        self.assertEqual(out.counters["ok"], 3.0)
+        self.assertEqual(out.counters[sp.BAD_LINES], float(bad))
+        self.assertGreaterEqual(bad, 7)
+
+    def test_graphite_lines_use_etsy_names(self) -> None:
+        r = sp.StatsdRollup()
+        r.add_packet(b"hits:4|c\nload:1.5|g\nrt:10|ms\nu:a|s")
+        text = r.flush(1234.9, 2.0).graphite_lines().decode()
+        lines = set(text.splitlines())
+        self.assertIn("stats.counters.hits.count 4 1234", lines)
+        self.assertIn("stats.counters.hits.rate 2 1234", lines)
+        self.assertIn("stats.gauges.load 1.5 1234", lines)
+        self.assertIn("stats.timers.rt.upper_90 10 1234", lines)
+        self.assertIn("stats.sets.u.count 1 1234", lines)
+        self.assertIn("stats.counters.statsd.bad_lines.count 0 1234", lines)
+        for line in lines:
+            name, value, ts = line.split(" ")
+            self.assertTrue(math.isfinite(float(value)))
+            self.assertEqual(ts, "1234")
+
+    def test_extra_counters_are_reported(self) -> None:
+        out = sp.StatsdRollup().flush(1.0, 1.0, {"statsd.x": 3.0})
+        self.assertEqual(out.counters["statsd.x"], 3.0)
+
+    @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(-1000, 1000),
+                              st.sampled_from([1.0, 0.5, 0.25])), max_size=50))
+    def test_counter_totals_match_a_model(self, items: list) -> None:
+        r = sp.StatsdRollup()
+        model: dict = {}
+        for name, value, rate in items:
+            r.add_packet(sp.format_metric(name, value, "c", rate).encode())
+            model[name] = model.get(name, 0.0) + value / rate
+        out = r.flush(1.0, 1.0)
+        for name, total in model.items():
+            self.assertAlmostEqual(out.counters[name], total)
+
+
+wellformed_lines = st.builds(
+    lambda n, k, v: sp.format_metric(n, v, k), st.sampled_from(["a", "b.c", "d-e"]),
+    st.sampled_from(["c", "ms", "g", "s"]), st.integers(-5, 5))
+line_pieces = st.lists(st.sampled_from(
+    ["a", "b.c", "x y", " ", ":", "|", "1", "-2", "+3", "1.5e3", "nan", "c", "ms", "g", "s",
+     "h", "@0.5", "@0", "@x", "\r"]), max_size=8).map("".join)
+any_lines = st.one_of(wellformed_lines, line_pieces,
+                      st.text("ab:|@.0123456789+-cmsg \r", max_size=16))
+
+
+class FastPathTests(unittest.SynchronousTestCase):
+    """``StatsdRollup.add_packet`` inlines common lines; it must agree with
+    the general parser on everything."""
+
+    @given(st.lists(any_lines, max_size=12))
+    @example(["a:1:2|s", "a:x|s", "a: +1|g", "a:1|c|@0.5", "a:1|c|@0.5:2|c", "a:1|ms:2|s"])
+    @settings(max_examples=1000)
+    def test_fast_path_agrees_with_parse_packet(self, lines: list) -> None:
+        packet = "\n".join(lines).encode()
+        fast = sp.StatsdRollup()
+        fast_bad = fast.add_packet(packet)
+        slow = sp.StatsdRollup()
+        metrics, bad = sp.parse_packet(packet)
+        for m in metrics:
+            slow.add(m)
+        slow.packets, slow.bad_lines = 1, len(bad)
+        self.assertEqual(fast_bad, len(bad))
+        a, b = fast.flush(1.0, 1.0), slow.flush(1.0, 1.0)
+        self.assertEqual((a.counters, a.gauges, a.timers, a.sets),
+                         (b.counters, b.gauges, b.timers, b.sets))
+
+
+class GaugeCapTests(unittest.SynchronousTestCase):
+    def test_new_gauges_beyond_the_cap_are_bad_lines(self) -> None:
+        r = sp.StatsdRollup(max_gauges=2)
+        self.assertEqual(r.add_packet(b"a:1|g\nb:1|g\nc:1|g\nc:+1|g\nd:1|c"), 2)
+        self.assertIn("more than 2 gauges", str(r.last_bad))
+        r.add_packet(b"a:+5|g")
+        out = r.flush(1.0, 1.0)
+        self.assertEqual(out.gauges, {"a": 6.0, "b": 1.0})
+        self.assertEqual(out.counters["d"], 1.0)
+        self.assertEqual(out.counters[sp.BAD_LINES], 2.0)

@@ -1,0 +1,81 @@
+"""The seed's ``aleph.examples.udp``: a pared-down statsd over UDP streams.
+
+``send_metric(socket, metric, value)`` puts ``"metric:value"`` to the
+server's port; ``parse_statsd_packet(msg)`` is its inverse;
+``start_statsd_server()`` sums the values per metric and emits the
+accumulated map every ``period`` seconds (``stream.periodically`` plus a swap
+of the accumulator: the seed's ``get-and-set!``, which on the reactor thread
+needs no compare-and-set loop). Closing the returned stream closes the UDP
+socket.
+
+One difference from the seed, on purpose: a packet that does not parse is
+logged and skipped instead of ending the pipeline, so one bad sender cannot
+stop the server. The full protocol is :mod:`twisted_aleph.statsd`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from twisted_aleph import stream as s
+from twisted_aleph import udp
+
+log = Logger()
+
+SERVER_PORT = 10002
+
+
+def send_metric(socket: Any, metric: str, value: int, port: int = SERVER_PORT,
+                host: str = "localhost") -> Deferred:
+    """Send ``metric:value``; the Deferred fails if the message is too long."""
+    return socket.put({"host": host, "port": port, "message": f"{metric}:{value}"})
+
+
+def parse_statsd_packet(msg: Dict[str, Any]) -> Tuple[str, int]:
+    """``{"message": b"a:1"}`` -> ``("a", 1)``; ValueError if it is not that."""
+    message = msg["message"]
+    text = message.decode("utf-8") if isinstance(message, bytes) else str(message)
+    metric, value = text.split(":")
+    return metric, int(value)
+
+
+def start_statsd_server(port: int = SERVER_PORT, *, period: float = 1.0,
+                        clock: Any = None, socket: Any = None,
+                        interface: str = "0.0.0.0") -> Deferred:
+    """Deferred of a Stream of ``{metric: total}`` maps, one per ``period``.
+
+    ``socket`` (a duplex stream of datagram dicts) replaces the UDP socket,
+    for tests; ``clock`` drives ``periodically``.
+    """
+    if socket is not None:
+        return succeed(_run(socket, period, clock))
+    return udp.socket(port, interface=interface).addCallback(_run, period, clock)
+
+
+def _run(socket: Any, period: float, clock: Optional[Any]) -> s.Stream:
+    accumulator: Dict[str, int] = {}
+
+    def get_and_reset() -> Dict[str, int]:
+        nonlocal accumulator
+        old, accumulator = accumulator, {}
+        return old
+
+    def accumulate(msg: Dict[str, Any]) -> None:
+        try:
+            metric, value = parse_statsd_packet(msg)
+        except (ValueError, UnicodeDecodeError) as e:
+            log.warn("ignoring bad statsd packet from {host}: {error}",
+                     host=msg.get("host"), error=e)
+            return
+        accumulator[metric] = accumulator.get(metric, 0) + value
+
+    metric_stream = s.periodically(period, get_and_reset, clock=clock)
+    s.consume(accumulate, socket)
+    metric_stream.on_closed(socket.close)
+    return metric_stream
+
+
+__all__ = ["SERVER_PORT", "send_metric", "parse_statsd_packet", "start_statsd_server"]
