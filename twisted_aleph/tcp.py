@@ -25,6 +25,15 @@ Closing the stream (``s.close()``) closes the connection once queued data is
 written; a lost connection closes both halves (already received messages can
 still be taken; puts still pending complete, their messages dropped).
 
+TLS (``tls=``): a server runs its handler once the handshake is done (so
+``info["ssl_session"]`` has the client's certificate, and a refused or
+plaintext client never reaches the handler); a client's Deferred fires once
+its side of the handshake is done, or fails with ``tls.TLSError`` (server
+certificate untrusted, expired or for another host; handshake refused). Under
+TLS 1.3 a server's refusal of the *client's* certificate arrives after the
+client's side is done: the stream then closes, the refusal is logged and kept
+as ``info["tls_error"]``.
+
 Bad input on the framed protocol: a length prefix over ``max_length`` drops
 that connection before anything is buffered for it; a whole frame that is not
 UTF-8/EDN reaches the handler as a ``codec.DecodeError`` *message*, and the
@@ -34,6 +43,7 @@ Cost: parsing is linear in the bytes received, however they are split.
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any, Callable, Optional
 
@@ -43,7 +53,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     HostnameEndpoint, connectProtocol, wrapClientTLS,
 )
-from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IHandshakeListener, IPushProducer, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
@@ -59,7 +70,7 @@ from twisted_aleph.stream import SplicedStream, Stream, connect, splice
 from twisted_aleph.stream import map as stream_map
 from twisted_aleph.stream.default import Edge, Offered
 from twisted_aleph.stream.graph import attach
-from twisted_aleph.tls import connection_creator
+from twisted_aleph.tls import TLSError, connection_creator, tls_error_in
 
 log = Logger()
 
@@ -179,18 +190,25 @@ class FrameWriter(TransportWriter):
 
 # -- what both connection protocols share ------------------------------------
 
+@implementer(IHandshakeListener)
 class _DuplexStreamConnection:
     """Stream plumbing shared by the raw and framed protocols.
 
     ``dispatch(protocol)`` is called once the stream exists (a server runs the
-    handler there); ``server`` tracks the connection so ``Server.close()``
-    can drop it; ``clock`` schedules the resumption of reading.
+    handler there; under TLS, once the handshake is done); ``server`` tracks
+    the connection so ``Server.close()`` can drop it; ``clock`` schedules the
+    resumption of reading. A TLS client sets ``handshake`` to a Deferred that
+    fires with the protocol when its side of the handshake is done, or fails
+    with :class:`~twisted_aleph.tls.TLSError`.
     """
 
     transport: Any
     stream: SplicedStream
     source: Stream
     writer: TransportWriter
+    handshake: Optional[Deferred] = None
+    _tls = False
+    _dispatch_after_handshake = False
 
     def _init_connection(self, clock: Any, server: Optional[Server],
                          dispatch: Optional[Callable[[Any], None]]) -> None:
@@ -212,8 +230,48 @@ class _DuplexStreamConnection:
         self.stream = SplicedStream(sink, self.source, connection_info(transport))
         if self.server is not None:
             self.server.track(transport)
+        self._tls = ISSLTransport.providedBy(transport)
         if self.dispatch is not None:
-            self.dispatch(self)
+            if self._tls:
+                self._dispatch_after_handshake = True
+            else:
+                self.dispatch(self)
+
+    def handshakeCompleted(self) -> None:
+        """TLS is up (``IHandshakeListener``, called by Twisted's TLS layer)."""
+        if getattr(self.transport, "disconnecting", False):
+            # e.g. Twisted's hostname check failed and is aborting the
+            # connection: connectionLost reports it.
+            return
+        if self._dispatch_after_handshake and self._open:
+            self._dispatch_after_handshake = False
+            self.dispatch(self)  # type: ignore[misc]
+        waiting, self.handshake = self.handshake, None
+        if waiting is not None:
+            waiting.callback(self)
+
+    def _tls_connection_lost(self, reason: Optional[Failure]) -> None:
+        """Report a TLS failure: to a client still waiting for its handshake,
+        else in the log and as ``info["tls_error"]``."""
+        error = tls_error_in(reason)
+        waiting, self.handshake = self.handshake, None
+        if waiting is None and error is None:
+            return
+        peer = self.transport.getPeer()
+        where = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        if self.server is not None:
+            where = "client " + where
+        if error is None:  # lost before the handshake finished, not by TLS itself
+            error = (reason.value if reason is not None else None) or ConnectionDone()
+        failed = TLSError(where, error)
+        if waiting is not None:
+            waiting.errback(Failure(failed))
+            return
+        self.stream.info["tls_error"] = failed
+        if self.server is not None:
+            log.info("{error}", error=failed)  # a client the server refused: routine
+        else:
+            log.warn("{error}", error=failed)
 
     def _held_back(self, r: Deferred) -> None:
         """An incoming message was offered and the handler is behind (the
@@ -304,6 +362,8 @@ class ByteStreamProtocol(_DuplexStreamConnection, Protocol):
             self._held_back(r)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        if self._tls:
+            self._tls_connection_lost(reason)
         self._close_stream()
 
 
@@ -451,6 +511,8 @@ class FramedEDNProtocol(_DuplexStreamConnection, Int32StringReceiver):
         self.dataReceived(b"")
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        if self._tls:
+            self._tls_connection_lost(reason)
         self._close_stream()
 
 
@@ -493,22 +555,48 @@ def _handler_failed(failure: Failure, s: SplicedStream) -> None:
 
 
 def _listen(protocol_class: Any, handler: Handler, port: int, interface: str,
-            tls: Any, reactor: Any, **protocol_options: Any) -> Server:
+            tls: Any, reactor: Any, fd: Optional[int] = None,
+            **protocol_options: Any) -> Server:
     reactor = _reactor(reactor)
     factory = DuplexStreamFactory(protocol_class, handler, reactor, **protocol_options)
     listening: Any = factory
     if tls is not None:
         listening = TLSMemoryBIOFactory(tls, False, factory)
-    server = Server(reactor.listenTCP(port, listening, interface=interface))
+    if fd is not None:  # a worker's inherited listening socket
+        from twisted_aleph.workers import adopt, family_of
+        port_object = adopt(fd, listening, reactor, family_of(interface))
+    else:
+        port_object = reactor.listenTCP(port, listening, interface=interface)
+    server = Server(port_object, reactor)
     factory.server = server
     return server
 
 
 def _connect(protocol: Any, host: str, port: int, tls: Any, reactor: Any) -> Deferred:
     endpoint: Any = HostnameEndpoint(reactor, host, port)
-    if tls is not None:
-        endpoint = wrapClientTLS(connection_creator(tls, host), endpoint)
-    return connectProtocol(endpoint, protocol).addCallback(_stream_of)
+    if tls is None:
+        return connectProtocol(endpoint, protocol).addCallback(_stream_of)
+    endpoint = wrapClientTLS(connection_creator(tls, host), endpoint)
+
+    def cancel(_: Deferred) -> None:
+        protocol.handshake = None
+        if getattr(protocol, "transport", None) is not None:
+            protocol.transport.abortConnection()
+        else:
+            connected.cancel()
+
+    handshake: Deferred = Deferred(cancel)
+    protocol.handshake = handshake
+    connected = connectProtocol(endpoint, protocol)
+    # Fire when TLS is up; a failed TCP connect fails both: report it once.
+    connected.addErrback(_connect_failed, protocol)
+    return handshake.addCallback(_stream_of)
+
+
+def _connect_failed(failure: Failure, protocol: Any) -> None:
+    waiting, protocol.handshake = protocol.handshake, None
+    if waiting is not None:
+        waiting.errback(failure)
 
 
 def _stream_of(protocol: _DuplexStreamConnection) -> SplicedStream:
@@ -549,13 +637,14 @@ def start_framed_server(handler: Handler, port: int, *, interface: str = "0.0.0.
                         tls: Any = None, max_length: int = DEFAULT_MAX_FRAME,
                         encode: Callable[[Any], bytes] = encode_edn,
                         decode: Callable[[bytes], Any] = decode_edn,
-                        reactor: Any = None) -> Server:
+                        reactor: Any = None, fd: Optional[int] = None) -> Server:
     """Like :func:`start_server`, but the stream carries values, one per
     uint32-length-prefixed frame (UTF-8 EDN unless ``encode``/``decode`` say
     otherwise). A frame that does not decode arrives as a
     ``codec.DecodeError`` message; one longer than ``max_length`` drops that
-    connection."""
-    return _listen(FramedEDNProtocol, handler, port, interface, tls, reactor,
+    connection. ``fd``: serve an inherited listening socket instead of
+    binding ``port`` (``--workers``, :mod:`twisted_aleph.workers`)."""
+    return _listen(FramedEDNProtocol, handler, port, interface, tls, reactor, fd,
                    max_length=max_length, encode=encode, decode=decode)
 
 
@@ -581,29 +670,44 @@ def wrap_duplex_stream(codec: Any, s: Any) -> SplicedStream:
 
 
 class TCPServerService(service.Service):
-    """A framed EDN server as a twistd service (``twistd aleph-tcp``)."""
+    """A framed EDN server as a twistd service (``twistd aleph-tcp``).
+
+    Stopping it (twistd on SIGTERM) stops accepting, hangs up each
+    connection once what was queued for it is written, and aborts those
+    still open after ``shutdown_timeout`` seconds. ``fd`` serves an
+    inherited listening socket (``--workers``).
+    """
 
     def __init__(self, handler: Handler, port: int, *, interface: str = "0.0.0.0",
-                 max_length: int = DEFAULT_MAX_FRAME, tls: Any = None) -> None:
+                 max_length: int = DEFAULT_MAX_FRAME, tls: Any = None,
+                 fd: Optional[int] = None, shutdown_timeout: float = 10.0,
+                 reactor: Any = None) -> None:
         self.handler = handler
         self.port = port
         self.interface = interface
         self.max_length = max_length
         self.tls = tls
+        self.fd = fd
+        self.shutdown_timeout = shutdown_timeout
+        self._reactor = reactor
         self.server: Optional[Server] = None
 
     def startService(self) -> None:
         super().startService()
         self.server = start_framed_server(self.handler, self.port,
                                           interface=self.interface, tls=self.tls,
-                                          max_length=self.max_length)
-        log.info("aleph-tcp: framed EDN on port {port}", port=self.server.port)
+                                          max_length=self.max_length, fd=self.fd,
+                                          reactor=self._reactor)
+        log.info("aleph-tcp: framed EDN on port {port} (pid {pid})",
+                 port=self.server.port, pid=os.getpid())
 
     def stopService(self) -> Optional[Deferred]:  # type: ignore[override]
         super().stopService()
         if self.server is not None:
             server, self.server = self.server, None
-            return server.close()
+            log.info("aleph-tcp shutting down: {n} connections open, {t} s to finish",
+                     n=len(server.connections), t=self.shutdown_timeout)
+            return server.close(grace=self.shutdown_timeout)
         return None
 
 

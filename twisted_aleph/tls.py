@@ -12,6 +12,14 @@ service_identity; TLS 1.2 is the floor and Twisted's default cipher list
 Keys may be PKCS#8 (``BEGIN PRIVATE KEY``, as the seed's ``key.k8``) or
 traditional PEM (``BEGIN RSA PRIVATE KEY`` / ``BEGIN EC PRIVATE KEY``).
 
+When a handshake is refused (by either side), a certificate does not
+verify, the hostname does not match, or the peer does not speak TLS, our
+clients fail with :class:`TLSError`, naming the peer and OpenSSL's reason
+(``tls_error_in`` finds that reason inside Twisted's wrapper failures).
+
+``ServerTLSOptions`` and ``server_tls_from_options`` give the twistd plugins
+their ``--tls-cert/--tls-key/--tls-ca/--require-client-cert`` options.
+
 ``generate_pki(directory)`` writes a throwaway CA, server and client
 certificate set, for examples and tests; never for production.
 """
@@ -22,8 +30,11 @@ import datetime
 import os
 from typing import Any, List, NamedTuple, Optional, Sequence, Union
 
+from OpenSSL import SSL
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.python import usage
+from twisted.python.failure import Failure
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
@@ -34,6 +45,78 @@ MINIMUM_TLS = ssl.TLSVersion.TLSv1_2
 
 class TLSConfigError(ValueError):
     """A certificate, key or CA file could not be used."""
+
+
+class TLSError(Exception):
+    """A TLS connection failed: the handshake was refused by either side, a
+    certificate did not verify (untrusted, expired), the server's did not
+    match the hostname, or the peer does not speak TLS.
+
+    ``peer`` says where to (``host:port``, ``client host:port`` on a server,
+    or the ``https://host:port`` of a request); ``reason`` is the underlying
+    exception (OpenSSL's ``SSL.Error``, service_identity's
+    ``VerificationError``, ...).
+    """
+
+    def __init__(self, peer: str, reason: BaseException) -> None:
+        super().__init__(f"TLS with {peer} failed: {describe(reason)}")
+        self.peer = peer
+        self.reason = reason
+
+
+def _is_tls_exception(e: BaseException) -> bool:
+    # service_identity's VerificationError (hostname mismatch) is raised by
+    # Twisted's hostname check; its module is the one reliable mark.
+    return isinstance(e, (SSL.Error, TLSError)) or type(e).__module__.startswith(
+        "service_identity")
+
+
+def tls_error_in(error: Union[BaseException, Failure, None]) -> Optional[BaseException]:
+    """The TLS exception behind ``error``, or None.
+
+    Looks through Twisted's wrappers that carry other failures (the HTTP
+    client's ``ResponseNeverReceived``/``ResponseFailed``/
+    ``RequestTransmissionFailed`` keep theirs in ``.reasons``) and chained
+    causes, at most a few levels deep.
+    """
+    pending: List[Any] = [error]
+    for _ in range(16):
+        if not pending:
+            return None
+        e = pending.pop(0)
+        if isinstance(e, Failure):
+            e = e.value
+        if not isinstance(e, BaseException):
+            continue
+        if _is_tls_exception(e):
+            return e
+        pending.extend(getattr(e, "reasons", None) or ())
+        if e.__cause__ is not None:
+            pending.append(e.__cause__)
+    return None
+
+
+def describe(reason: BaseException) -> str:
+    """A one-line reason for a TLS failure, without OpenSSL's tuple noise."""
+    if isinstance(reason, TLSError):
+        return describe(reason.reason)
+    if isinstance(reason, SSL.SysCallError):
+        # (errno, text): e.g. (-1, 'Unexpected EOF') when the peer hung up
+        return f"connection closed during the handshake ({reason.args[-1]})"
+    if isinstance(reason, SSL.Error) and reason.args and isinstance(reason.args[0], list):
+        texts = [str(item[-1]) for item in reason.args[0]
+                 if isinstance(item, tuple) and item and item[-1]]
+        if texts:
+            return "; ".join(texts)
+    errors = getattr(reason, "errors", None)
+    if type(reason).__module__.startswith("service_identity") and errors:
+        names = []
+        for error in errors:
+            wanted = getattr(error, "mismatched_id", error)
+            names.append(str(getattr(wanted, "hostname", None) or getattr(wanted, "ip", None)
+                             or wanted))
+        return "the server's certificate is not valid for " + ", ".join(names)
+    return f"{type(reason).__name__}: {reason}"
 
 
 def _read(source: PEMSource) -> bytes:
@@ -148,6 +231,53 @@ def client_context(*, ca: Optional[PEMSource] = None, cert: Optional[PEMSource] 
     return ClientTLS(trust, client, hostname)
 
 
+# -- twistd options -----------------------------------------------------------
+
+class ServerTLSOptions:
+    """Mixin for a twistd plugin's ``usage.Options``: ``--tls-cert``,
+    ``--tls-key``, ``--tls-ca`` and ``--require-client-cert``.
+
+    ``class Options(ServerTLSOptions, usage.Options)`` gains the options
+    (Twisted gathers ``optParameters`` from every base class); its
+    ``postOptions`` calls :func:`server_tls_from_options`.
+    """
+
+    optParameters = [
+        ["tls-cert", None, None, "PEM certificate (chain) to serve TLS with."],
+        ["tls-key", None, None, "PEM private key for --tls-cert (PKCS#8 or traditional)."],
+        ["tls-ca", None, None,
+         "PEM CA certificate(s) that client certificates are verified against."],
+    ]
+    optFlags = [
+        ["require-client-cert", None,
+         "Refuse clients without a certificate signed by --tls-ca (mutual TLS)."],
+    ]
+
+
+def server_tls_from_options(options: Any) -> Optional[ssl.CertificateOptions]:
+    """The server context the TLS options ask for, or None (plain TCP).
+
+    Bad combinations and unusable files raise ``usage.UsageError`` with a
+    one-line reason, which twistd prints instead of a traceback.
+    """
+    cert, key, ca = options.get("tls-cert"), options.get("tls-key"), options.get("tls-ca")
+    require = bool(options.get("require-client-cert"))
+    if key and not cert:
+        raise usage.UsageError("--tls-key needs --tls-cert")
+    if cert and not key:
+        raise usage.UsageError("--tls-cert needs --tls-key")
+    if require and not ca:
+        raise usage.UsageError("--require-client-cert needs --tls-ca")
+    if ca and not cert:
+        raise usage.UsageError("--tls-ca needs --tls-cert and --tls-key")
+    if not cert:
+        return None
+    try:
+        return server_context(cert, key, ca=ca or None, require_client_cert=require)
+    except TLSConfigError as e:
+        raise usage.UsageError(f"TLS: {e}") from e
+
+
 def connection_creator(tls: Any, host: str) -> Any:
     """What ``connectSSL``/``wrapClientTLS`` needs, from any accepted ``tls``
     value: a :class:`ClientTLS`, an IPolicyForHTTPS, or a ready creator."""
@@ -254,6 +384,7 @@ def generate_pki(directory: str, *, hostnames: Sequence[str] = ("localhost", "12
 
 
 __all__ = [
-    "TLSConfigError", "server_context", "client_context", "ClientTLS",
+    "TLSConfigError", "TLSError", "tls_error_in", "describe",
+    "ServerTLSOptions", "server_tls_from_options", "server_context", "client_context", "ClientTLS",
     "connection_creator", "generate_pki", "PKIFiles",
 ]

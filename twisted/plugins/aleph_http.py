@@ -1,25 +1,26 @@
-"""twistd plugin: ``twistd -n aleph-http [--port 10000] [--app module:attr]``: the
+"""twistd plugin: ``twistd -n aleph-http [--port 10000] [--app module:attr]
+[--tls-cert PEM --tls-key PEM [--tls-ca PEM --require-client-cert]]``: the
 seed's HTTP routes (/hello, /delayed_hello, /numbers, and the WebSocket ones)
-by default. The logic lives in :mod:`twisted_aleph.http` (``HTTPServerService``)
+by default, over HTTPS when given a certificate (mutual TLS with
+``--require-client-cert``). The logic lives in :mod:`twisted_aleph.http` (``HTTPServerService``)
 and :mod:`twisted_aleph.demo.http`."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from twisted.application.service import IServiceMaker
 from twisted.plugin import IPlugin
 from twisted.python import usage
 from zope.interface import implementer
 
+from twisted_aleph.tls import ServerTLSOptions, server_tls_from_options
 
-class Options(usage.Options):
+
+class Options(ServerTLSOptions, usage.Options):
     optParameters = [
         ["port", "p", 10000, "TCP port to listen on.", int],
         ["interface", None, "0.0.0.0", "Interface to bind."],
         ["app", None, "twisted_aleph.demo.http:app",
          "module:attr of a Klein app (or a handler(request) callable) to serve."],
-        # TLS options (--tls-cert, --tls-key, --tls-ca, --require-client-cert) go here.
     ]
     optFlags: list = []
 
@@ -29,12 +30,7 @@ class Options(usage.Options):
             self["handler"] = load_handler(self["app"])
         except (ValueError, ImportError, AttributeError) as e:
             raise usage.UsageError(f"--app: {e}")
-        self["tls"] = server_tls(self)
-
-
-def server_tls(options: Options) -> Any:
-    """The server TLS context from the options, or None for plain HTTP."""
-    return None
+        self["tls"] = server_tls_from_options(self)
 
 
 @implementer(IServiceMaker, IPlugin)

@@ -1,5 +1,6 @@
 """twistd plugin: ``twistd -n aleph-tcp [--port 10000] [--handler inc|echo|module:callable]
-[--max-frame N]``: the seed's framed EDN server. The logic lives in
+[--max-frame N] [--tls-cert PEM --tls-key PEM [--tls-ca PEM --require-client-cert]]``:
+the seed's framed EDN server, over TLS when given a certificate. The logic lives in
 :mod:`twisted_aleph.tcp` (``TCPServerService``) and :mod:`twisted_aleph.demo.tcp`."""
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from twisted.plugin import IPlugin
 from twisted.python import usage
 from zope.interface import implementer
 
+from twisted_aleph.tls import ServerTLSOptions, server_tls_from_options
 
-class Options(usage.Options):
+
+class Options(ServerTLSOptions, usage.Options):
     optParameters = [
         ["port", "p", 10000, "TCP port to listen on.", int],
         ["interface", None, "0.0.0.0", "Interface to bind."],
@@ -24,6 +27,7 @@ class Options(usage.Options):
             self["handler_fn"] = handler_named(self["handler"])
         except (ValueError, ImportError, AttributeError) as e:
             raise usage.UsageError(f"--handler: {e}")
+        self["tls"] = server_tls_from_options(self)
 
 
 @implementer(IServiceMaker, IPlugin)
@@ -36,7 +40,7 @@ class AlephTCPServiceMaker:
         from twisted_aleph.tcp import TCPServerService
         return TCPServerService(options["handler_fn"], options["port"],
                                 interface=options["interface"],
-                                max_length=options["max-frame"])
+                                max_length=options["max-frame"], tls=options["tls"])
 
 
 aleph_tcp = AlephTCPServiceMaker()

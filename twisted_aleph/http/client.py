@@ -18,6 +18,12 @@ connections per host, TLS policy ``tls=``). Headers repeated in a response
 are joined with ", ". A request ``body`` may be bytes, str (UTF-8), a file,
 or any stream source (sent chunked, with backpressure).
 
+An https request whose TLS fails (the server's certificate untrusted,
+expired or for another host; the handshake refused, e.g. by a mutual-TLS
+server that wants a client certificate) fails with
+:class:`twisted_aleph.tls.TLSError`, which names the server and OpenSSL's
+reason (``.reason``; Twisted's original failure is its ``__cause__``).
+
 Unlike Aleph, an error status does not fail the Deferred unless asked
 (``throw_exceptions=True`` raises :class:`HTTPError` for status >= 400).
 """
@@ -26,13 +32,16 @@ from __future__ import annotations
 
 import io
 from typing import Any, Dict, Mapping, Optional
+from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import UNKNOWN_LENGTH
 
 from twisted_aleph import stream
 from twisted_aleph.http.body import BodyReceiver, StreamBodyProducer
+from twisted_aleph.tls import TLSError, tls_error_in
 
 ResponseMap = Dict[str, Any]
 
@@ -156,7 +165,19 @@ def request(method: str, url: str, *, query_params: Optional[Mapping[str, Any]] 
         d.addCallback(_buffered_response)
     if throw_exceptions:
         d.addCallback(_raise_for_status)
+    d.addErrback(_name_tls_failure, url)
     return d
+
+
+def _name_tls_failure(failure: Failure, url: str) -> Failure:
+    """Twisted reports a failed handshake as ``ResponseNeverReceived`` (or
+    ``ResponseFailed``) around an OpenSSL error: say it was TLS."""
+    reason = tls_error_in(failure)
+    if reason is None or isinstance(reason, TLSError):
+        return failure
+    parts = urlsplit(url)
+    server = parts.netloc.rpartition("@")[2]  # never a user:password in messages
+    raise TLSError(f"{parts.scheme}://{server}", reason) from failure.value
 
 
 def _response_map(response: Any, body: Any) -> ResponseMap:
