@@ -14,7 +14,8 @@ parsing and rolling up:
   reconnecting TCP client (``ClientService``). While Graphite is down, up to
   ``max_queued`` flushes wait; past that the oldest are dropped and counted;
 * :class:`StatsdService`, :class:`Options` and :func:`makeService` back
-  ``twistd -n aleph-statsd``.
+  ``twistd -n aleph-statsd``. Stopping (SIGTERM) flushes once more and gives
+  that flush up to ``--shutdown-timeout`` seconds to reach Graphite.
 
 Graphite names (Etsy's): ``stats.counters.<name>.count`` and ``.rate`` (per
 second), ``stats.gauges.<name>``, ``stats.timers.<name>.<stat>`` (count,
@@ -36,7 +37,7 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IPushProducer
@@ -110,6 +111,8 @@ class GraphiteForwarder:
         self.sent = 0
         self._protocol: Optional[Protocol] = None
         self._paused = False
+        self._clock = clock if clock is not None else reactor
+        self._written: List[Deferred] = []  # stop() waiting for the queue to be written
         factory = Factory.forProtocol(_GraphiteProtocol)
         factory.forwarder = self  # type: ignore[attr-defined]
         factory.noisy = False
@@ -121,9 +124,33 @@ class GraphiteForwarder:
     def start(self) -> None:
         self.service.startService()
 
-    def stop(self) -> Deferred:
-        """Stop reconnecting and drop the connection; Deferred fires when done."""
-        return defer.maybeDeferred(self.service.stopService)
+    def stop(self, grace: float = 0.0) -> Deferred:
+        """Stop reconnecting and drop the connection; Deferred fires when done.
+
+        Flushes already written to the connection go out before it closes.
+        With ``grace`` > 0, flushes still queued (Graphite not connected yet,
+        or its connection full) get up to ``grace`` seconds to be written
+        first: a graceful shutdown's last flush is not thrown away at once."""
+        if not self.queue or grace <= 0:
+            return defer.maybeDeferred(self.service.stopService)
+        written: Deferred = Deferred()
+        self._written.append(written)
+        give_up = self._clock.callLater(grace, self._give_up, written)
+
+        def stop(_: Any) -> Deferred:
+            if give_up.active():
+                give_up.cancel()
+            # On the next turn: we may be inside ClientService's connection
+            # callback, and it refuses a re-entrant stopService.
+            return task.deferLater(self._clock, 0, self.service.stopService)
+        return written.addCallback(stop)
+
+    def _give_up(self, written: Deferred) -> None:
+        if not written.called:
+            log.warn("Graphite {address}: {n} flushes not written at shutdown",
+                     address=self.address, n=len(self.queue))
+            self._written.remove(written)
+            written.callback(None)
 
     @property
     def connected(self) -> bool:
@@ -147,6 +174,10 @@ class GraphiteForwarder:
         while protocol is not None and self.queue and not self._paused:
             protocol.transport.write(self.queue.popleft())  # type: ignore[union-attr]
             self.sent += 1
+        if self._written and not self.queue:
+            waiting, self._written = self._written, []
+            for d in waiting:
+                d.callback(None)
 
     # connection events (from _GraphiteProtocol)
     def _connected(self, protocol: Protocol) -> None:
@@ -274,8 +305,9 @@ class StatsdServer:
     def _rollup_taken(self, _: Any) -> None:
         self._rollups_waiting = False
 
-    def close(self) -> Deferred:
-        """Stop listening, flush one last time, close ``rollups``, stop Graphite."""
+    def close(self, grace: float = 0.0) -> Deferred:
+        """Stop listening, flush one last time, close ``rollups``, stop Graphite
+        (giving that last flush up to ``grace`` seconds to be written to it)."""
         if self._closed is not None:
             return self._closed
         if self._timer is not None and self._timer.active():
@@ -287,7 +319,7 @@ class StatsdServer:
             self.flush()
         self.rollups.close()
         if self.graphite is not None:
-            waits.append(self.graphite.stop())
+            waits.append(self.graphite.stop(grace))
         self._closed = defer.gatherResults(waits, consumeErrors=True).addCallback(
             lambda _: None)
         return self._closed
@@ -366,10 +398,16 @@ def client(host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> Deferred:
 
 
 class StatsdService(Service):
-    """``start_server`` as a twistd service."""
+    """``start_server`` as a twistd service.
 
-    def __init__(self, port: int = DEFAULT_PORT, **options: Any) -> None:
+    Stopping it (twistd on SIGTERM) flushes the accumulator once more and
+    gives that flush up to ``shutdown_timeout`` seconds to reach Graphite.
+    """
+
+    def __init__(self, port: int = DEFAULT_PORT, *, shutdown_timeout: float = 10.0,
+                 **options: Any) -> None:
         self.port = port
+        self.shutdown_timeout = shutdown_timeout
         self.options = options
         self.server: Optional[StatsdServer] = None
 
@@ -381,7 +419,7 @@ class StatsdService(Service):
     def stopService(self) -> Optional[Deferred]:
         Service.stopService(self)
         if self.server is not None:
-            return self.server.close()
+            return self.server.close(grace=self.shutdown_timeout)
         return None
 
 
@@ -397,11 +435,15 @@ class Options(usage.Options):
         ["prefix", None, "stats", "Graphite name prefix."],
         ["max-queued", None, DEFAULT_MAX_QUEUED,
          "Flushes kept while Graphite is down.", int],
+        ["shutdown-timeout", None, 10.0,
+         "On SIGTERM, seconds the last flush gets to reach Graphite.", float],
     ]
 
     def postOptions(self) -> None:
         if self["flush-interval"] <= 0:
             raise usage.UsageError("--flush-interval must be > 0")
+        if self["shutdown-timeout"] < 0:
+            raise usage.UsageError("--shutdown-timeout must not be negative")
         try:
             self["percentiles"] = tuple(
                 float(p) for p in str(self["percentiles"]).split(",") if p.strip())
@@ -417,7 +459,7 @@ def makeService(options: Options) -> StatsdService:
         options["port"], interface=options["interface"],
         flush_interval=options["flush-interval"], graphite=options["graphite"],
         percentiles=options["percentiles"], prefix=options["prefix"],
-        max_queued=options["max-queued"])
+        max_queued=options["max-queued"], shutdown_timeout=options["shutdown-timeout"])
 
 
 __all__ = [

@@ -1,8 +1,11 @@
 """twistd plugin: ``twistd -n aleph-http [--port 10000] [--app module:attr]
-[--tls-cert PEM --tls-key PEM [--tls-ca PEM --require-client-cert]]``: the
+[--tls-cert PEM --tls-key PEM [--tls-ca PEM --require-client-cert]]
+[--workers N] [--bus redis://host:port] [--shutdown-timeout S]``: the
 seed's HTTP routes (/hello, /delayed_hello, /numbers, and the WebSocket ones)
 by default, over HTTPS when given a certificate (mutual TLS with
-``--require-client-cert``). The logic lives in :mod:`twisted_aleph.http` (``HTTPServerService``)
+``--require-client-cert``), served by N processes sharing the port, chat rooms
+on Redis with ``--bus``; SIGTERM shuts down gracefully. The logic lives in
+:mod:`twisted_aleph.http` (``HTTPServerService``), :mod:`twisted_aleph.workers`
 and :mod:`twisted_aleph.demo.http`."""
 
 from __future__ import annotations
@@ -13,23 +16,29 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from twisted_aleph.tls import ServerTLSOptions, server_tls_from_options
+from twisted_aleph.workers import BusOptions, ScalingOptions, app_factory, check_options
 
 
-class Options(ServerTLSOptions, usage.Options):
+class Options(ServerTLSOptions, ScalingOptions, BusOptions, usage.Options):
     optParameters = [
         ["port", "p", 10000, "TCP port to listen on.", int],
         ["interface", None, "0.0.0.0", "Interface to bind."],
         ["app", None, "twisted_aleph.demo.http:app",
-         "module:attr of a Klein app (or a handler(request) callable) to serve."],
+         "module:attr of a Klein app (or a handler(request) callable) to serve; "
+         "with --bus, of a factory taking bus= (default: the demo's make_app)."],
     ]
     optFlags: list = []
 
     def postOptions(self) -> None:
-        from twisted_aleph.http import load_handler
-        try:
-            self["handler"] = load_handler(self["app"])
-        except (ValueError, ImportError, AttributeError) as e:
-            raise usage.UsageError(f"--app: {e}")
+        check_options(self)
+        if self["bus"]:
+            self["app_factory"] = app_factory(self["app"])
+        else:
+            from twisted_aleph.http import load_handler
+            try:
+                self["handler"] = load_handler(self["app"])
+            except (ValueError, ImportError, AttributeError) as e:
+                raise usage.UsageError(f"--app: {e}")
         self["tls"] = server_tls_from_options(self)
 
 
@@ -41,8 +50,15 @@ class AlephHTTPServiceMaker:
 
     def makeService(self, options: Options) -> object:
         from twisted_aleph.http import HTTPServerService
-        return HTTPServerService(options["handler"], options["port"],
-                                 interface=options["interface"], tls=options["tls"])
+        from twisted_aleph.workers import scaled_service, worker_headers
+
+        def server(fd: object, bus: object) -> object:
+            handler = options["handler"] if bus is None else options["app_factory"](bus=bus)
+            return HTTPServerService(handler, options["port"], interface=options["interface"],
+                                     tls=options["tls"], fd=fd,
+                                     shutdown_timeout=options["shutdown-timeout"],
+                                     response_headers=worker_headers(options))
+        return scaled_service(options, server)
 
 
 aleph_http = AlephHTTPServiceMaker()

@@ -1,7 +1,9 @@
 """twistd plugin: ``twistd -n aleph-tcp [--port 10000] [--handler inc|echo|module:callable]
-[--max-frame N] [--tls-cert PEM --tls-key PEM [--tls-ca PEM --require-client-cert]]``:
-the seed's framed EDN server, over TLS when given a certificate. The logic lives in
-:mod:`twisted_aleph.tcp` (``TCPServerService``) and :mod:`twisted_aleph.demo.tcp`."""
+[--max-frame N] [--tls-cert PEM --tls-key PEM [--tls-ca PEM --require-client-cert]]
+[--workers N] [--shutdown-timeout S]``: the seed's framed EDN server, over TLS when
+given a certificate, served by N processes sharing the port; SIGTERM shuts down
+gracefully. The logic lives in :mod:`twisted_aleph.tcp` (``TCPServerService``),
+:mod:`twisted_aleph.workers` and :mod:`twisted_aleph.demo.tcp`."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from twisted_aleph.tls import ServerTLSOptions, server_tls_from_options
+from twisted_aleph.workers import ScalingOptions, check_options
 
 
-class Options(ServerTLSOptions, usage.Options):
+class Options(ServerTLSOptions, ScalingOptions, usage.Options):
     optParameters = [
         ["port", "p", 10000, "TCP port to listen on.", int],
         ["interface", None, "0.0.0.0", "Interface to bind."],
@@ -22,6 +25,7 @@ class Options(ServerTLSOptions, usage.Options):
     ]
 
     def postOptions(self) -> None:
+        check_options(self)
         from twisted_aleph.demo.tcp import handler_named
         try:
             self["handler_fn"] = handler_named(self["handler"])
@@ -38,9 +42,14 @@ class AlephTCPServiceMaker:
 
     def makeService(self, options: Options) -> object:
         from twisted_aleph.tcp import TCPServerService
-        return TCPServerService(options["handler_fn"], options["port"],
-                                interface=options["interface"],
-                                max_length=options["max-frame"], tls=options["tls"])
+        from twisted_aleph.workers import scaled_service
+
+        def server(fd: object, bus: object) -> object:
+            return TCPServerService(options["handler_fn"], options["port"],
+                                    interface=options["interface"],
+                                    max_length=options["max-frame"], tls=options["tls"],
+                                    fd=fd, shutdown_timeout=options["shutdown-timeout"])
+        return scaled_service(options, server)
 
 
 aleph_tcp = AlephTCPServiceMaker()

@@ -28,7 +28,7 @@ reason; a missing ``count`` is 0.
 from __future__ import annotations
 
 import time
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator, Optional
 
 from klein import Klein
 from twisted.internet.defer import Deferred
@@ -130,10 +130,13 @@ def numbers_async(request: Any, clock: Any = None) -> dict:
 
 
 def make_app(clock: Any = None, *, delayed: str = "timeout", numbers: str = "periodically",
-             sleep: Callable[[float], Any] = time.sleep, websocket: bool = True) -> Klein:
+             sleep: Callable[[float], Any] = time.sleep, websocket: bool = True,
+             bus: Optional[Any] = None) -> Klein:
     """The seed's routes as a Klein app. ``clock`` (default: the reactor)
     drives every delay; tests pass a ``task.Clock`` (and ``sleep`` for the
-    thread variant). ``websocket=False`` leaves the WebSocket routes out."""
+    thread variant). ``websocket=False`` leaves the WebSocket routes out.
+    ``bus``: the chat rooms' EventBus (e.g. a Redis one, so chat spans
+    processes: ``twistd aleph-http --bus redis://...``); default, one of its own."""
     if delayed not in ("timeout", "async"):
         raise ValueError(f"delayed must be 'timeout' or 'async', not {delayed!r}")
     if numbers not in ("periodically", "thread", "async"):
@@ -160,7 +163,7 @@ def make_app(clock: Any = None, *, delayed: str = "timeout", numbers: str = "per
         return numbers_async(request, clock)
 
     if websocket:
-        websocket_demo.add_routes(app)
+        websocket_demo.add_routes(app, bus)
     return app
 
 

@@ -3,7 +3,9 @@
 ``add_routes(app, bus)`` mounts ``/echo``, ``/chat`` and ``/`` (a small chat
 page, ``static/chat.html`` + ``chat.js``) on a Klein app served by
 ``twisted_aleph.http.start_server``. Handlers return Ring-style response maps;
-after a WebSocket takeover whatever they return is ignored.
+after a WebSocket takeover whatever they return is ignored. The chat rooms are
+an EventBus: the in-process one by default, a Redis one
+(:class:`twisted_aleph.redisbus.RedisEventBus`) to span processes.
 """
 
 from __future__ import annotations
@@ -79,6 +81,11 @@ def make_chat_handler(chatrooms: EventBus) -> Any:
         # Every message of the room goes to this client. upstream=True: when the
         # client goes, its subscription closes and the bus drops it.
         s.connect(chatrooms.subscribe(room), conn, upstream=True)
+        # A Redis bus subscribes asynchronously: publish this client's lines
+        # only once it is in the room, so it sees its own lines too.
+        when_subscribed = getattr(chatrooms, "when_subscribed", None)
+        if when_subscribed is not None:
+            await when_subscribed(room)
         # Every line from the client goes to the room, prefixed with its name.
         published = s.consume(
             lambda msg: chatrooms.publish(room, msg),

@@ -17,7 +17,9 @@ no Deferred on the fast path.
 
 Closing the stream sends a close frame once queued messages are written; the
 peer closing, failing a ping, or vanishing closes it. ``stream.info`` holds
-``close_code``, ``close_reason`` and ``was_clean`` afterwards.
+``close_code``, ``close_reason`` and ``was_clean`` afterwards. A server's
+graceful shutdown sends every open WebSocket it accepted a close frame 1001,
+going away (:func:`going_away`; the site keeps them in ``site.websockets``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ DEFAULT_BUFFER_SIZE = 16
 
 CLOSE_NORMAL = WebSocketProtocol.CLOSE_STATUS_CODE_NORMAL
 CLOSE_MESSAGE_TOO_BIG = WebSocketProtocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG
+CLOSE_GOING_AWAY = WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY
 _OPEN = WebSocketProtocol.STATE_OPEN
 
 
@@ -217,6 +220,10 @@ class _StreamBridge:
             except Exception:
                 log.failure("error telling the HTTP channel its connection is gone")
 
+        registry = getattr(self, "aleph_registry", None)
+        if registry is not None:
+            registry.discard(self)
+
     # Autobahn callbacks ------------------------------------------------------
 
     def onOpen(self) -> None:
@@ -299,9 +306,14 @@ class _StreamBridge:
 
 
 class _ServerProtocol(_StreamBridge, WebSocketServerProtocol):
-    def onConnect(self, request: Any) -> None:
+    #: extra headers for the 101 answer: the site's ``response_headers``
+    aleph_headers: Optional[Dict[str, str]] = None
+
+    def onConnect(self, request: Any) -> Any:
         self.info["headers"] = dict(request.headers)
         self.info["uri"] = request.path
+        if self.aleph_headers:
+            return None, self.aleph_headers
         return None
 
 
@@ -322,6 +334,21 @@ def websocket_close(conn: SplicedStream, code: int = CLOSE_NORMAL,
     if protocol.state == _OPEN:
         protocol.sendClose(code, reason)
     return closed(conn)
+
+
+def going_away(protocol: Any, reason: str = "server shutting down") -> None:
+    """Tell a server-side connection's peer that this server is going away
+    (close frame 1001), as a graceful shutdown does; a connection still in
+    its opening handshake is dropped. The connection ends once the peer
+    answers the close (Autobahn drops it itself if the peer never does)."""
+    state = protocol.state
+    if state == _OPEN:
+        # sendClose only lets applications use 1000 and 3000-4999; 1001 is
+        # the server's own to send, so go one level down (same frame).
+        protocol.sendCloseFrame(code=CLOSE_GOING_AWAY,
+                                reasonUtf8=reason.encode("utf-8")[:123], isReply=False)
+    elif state == WebSocketProtocol.STATE_CONNECTING:
+        protocol.dropConnection(abort=False)
 
 
 def closed(conn: SplicedStream) -> Deferred:
@@ -456,6 +483,17 @@ def _take_over(request: Any, factory: WebSocketServerFactory) -> _ServerProtocol
     # The HTTP channel was the transport's producer; from now on the WebSocket is.
     transport.unregisterProducer()
     request.aleph_upgraded = True
+    # The site's registry of open WebSockets, for a graceful shutdown's 1001,
+    # and the headers it puts on every response (x-aleph-worker...).
+    site = getattr(request, "site", None)
+    registry = getattr(site, "websockets", None)
+    if registry is not None:
+        protocol.aleph_registry = registry
+        registry.add(protocol)
+    site_headers = getattr(site, "response_headers", None)
+    if site_headers:
+        protocol.aleph_headers = {k.decode("latin-1"): v.decode("latin-1")
+                                  for k, v in site_headers}
     protocol.makeConnection(transport)
     # twisted.web may have paused reading while it handled the request; resume it.
     reader = _network_reader(transport)
@@ -513,7 +551,8 @@ def websocket_client(url: str, *, headers: Optional[Mapping[str, str]] = None,
 
 
 __all__ = [
-    "websocket_connection", "websocket_client", "websocket_close", "closed",
+    "websocket_connection", "websocket_client", "websocket_close", "closed", "going_away",
+    "CLOSE_GOING_AWAY",
     "handshake_problem",
     "NotAWebSocket", "WebSocketHandshakeError", "DEFAULT_MAX_MESSAGE_SIZE",
 ]
