@@ -6,24 +6,21 @@ not installed, e.g. under PyPy), the ratio, and the stdlib json module on the
 same shapes for scale. A script, not a test: numbers are noisy on a shared
 machine.
 
-    python bench/edn.py [--seconds 1] [--python /usr/bin/pypy3]
+    python bench/edn.py [--seconds 1] [--warmup N] [--python /usr/bin/pypy3] [--json]
 
 The workload runs in a child process under ``--python`` (default: this
-interpreter), pinned to CPU 1 with ``taskset`` when available.
+interpreter), pinned to CPU 1 with ``taskset`` when available; each figure
+follows ``--warmup`` seconds of the same calls (PyPy's JIT).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import shutil
-import subprocess
 import sys
 import time
 from typing import Any, Callable, List, Optional, Tuple
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import _harness
 
 # The seed's messages: what the TCP echo example sends (inc'd numbers), chat
 # lines, and a small keyword map.
@@ -35,10 +32,11 @@ MESSAGES = [
 ]
 
 
-def measure(fn: Callable[[], Any], seconds: float) -> float:
-    """Calls per second of ``fn`` over about ``seconds`` (after a warm-up)."""
+def measure(fn: Callable[[], Any], seconds: float, warmup: float) -> float:
+    """Calls per second of ``fn`` over about ``seconds``, after ``warmup`` seconds
+    of calls (at least 0.1 s: that also sizes the timed batches)."""
     batch = 1
-    deadline = time.perf_counter() + min(0.2, seconds / 5)
+    deadline = time.perf_counter() + max(0.1, warmup)
     while time.perf_counter() < deadline:  # warm-up, and size a batch to ~10 ms
         start = time.perf_counter()
         for _ in range(batch):
@@ -100,9 +98,10 @@ def edn_to_json(value: Any) -> Any:
     return value
 
 
-def run(seconds: float) -> None:
-    print("interpreter: %s %s (%s)" % (platform.python_implementation(),
-                                      platform.python_version(), sys.executable))
+def run(args: argparse.Namespace) -> None:
+    """Measure every workload in this process (the child) and print the table."""
+    _harness.header("EDN loads/dumps", args, "workload on CPU %d (taskset)" % _harness.LOAD_CPU)
+    results = _harness.Results("edn", args)
     rows = workloads()
     have_baseline = any(theirs is not None for _, _, _, theirs, _ in rows)
     if not have_baseline:
@@ -110,39 +109,32 @@ def run(seconds: float) -> None:
     print("%-13s %-5s %14s %14s %8s %14s %8s" % (
         "message", "op", "twisted_aleph", "edn_format", "ratio", "json (C)", "vs json"))
     for name, op, ours, theirs, json_fn in rows:
-        ours_rate = measure(ours, seconds)
-        if theirs is not None:
-            theirs_rate = measure(theirs, seconds)
-            baseline = "%12.0f/s" % theirs_rate
-            ratio = "%7.1fx" % (ours_rate / theirs_rate)
+        ours_rate = measure(ours, args.seconds, args.warmup)
+        theirs_rate = measure(theirs, args.seconds, args.warmup) if theirs else None
+        json_rate = measure(json_fn, min(args.seconds, 0.5), min(args.warmup, 0.5))  # scale only
+        if theirs_rate:
+            baseline, ratio = "%12.0f/s" % theirs_rate, "%7.1fx" % (ours_rate / theirs_rate)
         else:
             baseline, ratio = "%14s" % "-", "%8s" % "-"
-        json_rate = measure(json_fn, seconds)
         print("%-13s %-5s %12.0f/s %s %s %12.0f/s %7.2fx" % (
-            name, op, ours_rate, baseline, ratio, json_rate, ours_rate / json_rate))
-        sys.stdout.flush()
-    print("(us per call = 1e6 / rate; ratio = twisted_aleph / edn_format, higher is better; "
-          "a shared, noisy machine: re-measure before quoting)")
+            name, op, ours_rate, baseline, ratio, json_rate, ours_rate / json_rate), flush=True)
+        results.add("%s %s" % (op, name), ours_rate, theirs_rate, "calls/s",
+                    note="" if theirs_rate else "no edn_format")
+    print("(ratio = twisted_aleph / edn_format, higher is better; json is the stdlib's "
+          "C module on the same shapes, for scale)")
+    results.emit()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", default=sys.executable,
-                        help="interpreter for the workload (default: this one)")
-    parser.add_argument("--seconds", type=float, default=1.0,
-                        help="seconds per measurement (default 1)")
+    _harness.add_common_options(parser, seconds=1.0, warmup_pypy=1.0)
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = _harness.finish_options(parser.parse_args())
     if args.inner:
-        sys.path.insert(0, REPO)
-        run(args.seconds)
-        return
-    command = [args.python, os.path.abspath(__file__), "--inner", "--seconds", str(args.seconds)]
-    if shutil.which("taskset"):
-        command = ["taskset", "-c", "1"] + command
-        print("workload pinned to CPU 1 with taskset")
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    sys.exit(subprocess.call(command, env=env))
+        return run(args)
+    argv = _harness.script_argv(args.python, __file__, "--inner", "--python", args.python,
+                                "--seconds", args.seconds, "--warmup", args.warmup)
+    sys.stdout.write(_harness.run_pinned(_harness.LOAD_CPU, argv + (["--json"] if args.json else [])))
 
 
 if __name__ == "__main__":

@@ -16,33 +16,31 @@ It also counts the Deferreds allocated per message on the push path
 (``offer`` into a connected edge that keeps up), which must stay 0.
 Figures are noisy on a shared 2-core machine; compare the ratios.
 
-    python bench/stream.py [--python PATH] [--seconds 2]
+    python bench/stream.py [--python PATH] [--seconds 2] [--warmup N] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
-import sys
 import time
 from collections import deque
 from typing import Any, Callable, Dict, List
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-# Run as a script, bench/ is sys.path[0], where sibling scripts named like
-# stdlib modules (bench/http.py) would shadow them for Twisted's imports.
-if sys.path and os.path.abspath(sys.path[0] or os.curdir) == HERE:
-    del sys.path[0]
+import _harness
+
 BATCH = 1000
+#: seconds of the same batches before timing (set from --warmup in the worker)
+WARMUP = [0.0]
 
 
 def _run_for(seconds: float, batch: Callable[[], None]) -> float:
-    """Run ``batch`` (BATCH messages each) until ``seconds`` pass; msgs/s."""
-    batch()  # warm up (and let PyPy's JIT see it)
+    """Run ``batch`` (BATCH messages each) until ``seconds`` pass, after
+    ``WARMUP`` seconds of it (PyPy's JIT); msgs/s."""
+    batch()
+    deadline = time.perf_counter() + WARMUP[0]
+    while time.perf_counter() < deadline:
+        batch()
     n = 0
     start = time.perf_counter()
     deadline = start + seconds
@@ -157,45 +155,45 @@ WORKLOADS: Dict[str, Callable[[float], float]] = {
 }
 
 
-def _worker(name: str, seconds: float) -> None:
-    sys.path.insert(0, ROOT)
+def _worker(name: str, seconds: float, warmup: float) -> None:
+    WARMUP[0] = warmup
     if name == "allocs":
-        print(json.dumps({"deferreds_per_offer": deferreds_per_offer()}))
+        print("RESULT " + json.dumps({"deferreds_per_offer": deferreds_per_offer()}))
     else:
-        print(json.dumps({"rate": WORKLOADS[name](seconds)}))
+        print("RESULT " + json.dumps({"rate": WORKLOADS[name](seconds)}))
 
 
-def _spawn(python: str, name: str, seconds: float) -> Dict[str, float]:
-    cmd = [python, os.path.abspath(__file__), "--worker", name,
-           "--seconds", str(seconds)]
-    if shutil.which("taskset"):
-        cmd = ["taskset", "-c", "0"] + cmd
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def _spawn(args: argparse.Namespace, name: str) -> Dict[str, float]:
+    argv = _harness.script_argv(args.python, __file__, "--worker", name,
+                                "--seconds", args.seconds, "--warmup", args.warmup)
+    out = _harness.run_pinned(_harness.SERVER_CPU, argv)
+    return json.loads(_harness.last_line(out, "RESULT "))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--python", default=sys.executable,
-                        help="interpreter for the workload processes")
-    parser.add_argument("--seconds", type=float, default=2.0,
-                        help="duration of each workload")
+    _harness.add_common_options(parser, seconds=2.0, warmup_pypy=1.0)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        _worker(args.worker, args.seconds)
-        return
-    print(f"python: {args.python}; {args.seconds:g} s per workload; "
-          f"taskset: {'yes' if shutil.which('taskset') else 'no'}")
-    rates = {name: _spawn(args.python, name, args.seconds)["rate"]
-             for name in WORKLOADS}
+        return _worker(args.worker, args.seconds, args.warmup)
+    args = _harness.finish_options(args)
+    _harness.header("Stream put+take", args, "each workload in its own process on CPU %d"
+                    % _harness.SERVER_CPU)
+    rates = {name: _spawn(args, name)["rate"] for name in WORKLOADS}
     base = rates["baseline"]
     print(f"{'workload':<20}{'pairs/s':>14}{'vs baseline':>14}")
     for name, rate in rates.items():
         print(f"{name:<20}{rate:>14,.0f}{rate / base:>13.2f}x")
-    allocs = _spawn(args.python, "allocs", args.seconds)["deferreds_per_offer"]
+    allocs = _spawn(args, "allocs")["deferreds_per_offer"]
     print(f"Deferreds allocated per offer on the push path: {allocs:g}")
+    results = _harness.Results("stream", args)
+    for name, rate in rates.items():
+        if name != "baseline":
+            results.add(name, rate, base, "msgs/s")
+    results.add("Deferreds per offer (push path)", allocs, None, "count", better="lower",
+                note="" if allocs == 0 else "should be 0")
+    results.emit()
 
 
 if __name__ == "__main__":

@@ -19,42 +19,21 @@ and the ratio aleph/raw (goal >= 0.8). Memory: each server's RSS growth while
 holding ``--idle`` (5000; 0 skips) idle connections, per connection.
 Figures are noisy on a shared 2-core machine; compare the ratio.
 
-    python bench/tcp_echo.py [--python PATH] [--seconds 10] [--idle 5000] [--codec edn|int]
+    python bench/tcp_echo.py [--python PATH] [--seconds 10] [--warmup N] [--json]
+                             [--idle 5000] [--codec edn|int]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import resource
-import shutil
 import subprocess
-import sys
 import time
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-# Run as a script, this directory is sys.path[0]: its other scripts (http.py)
-# would shadow standard modules that Twisted imports.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+import _harness
+
 REQUEST = b"1"          # the EDN payload sent
 REPLY = b"2"            # what inc answers
-
-
-def raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard != resource.RLIM_INFINITY else 65536
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 # -- roles run in child processes ---------------------------------------------
@@ -65,8 +44,7 @@ def int_encode(value: int) -> bytes:
 
 def run_server(variant: str, codec: str) -> None:
     """Serve on a free port; print it; run until killed."""
-    raise_fd_limit()
-    sys.path.insert(0, ROOT)
+    _harness.raise_fd_limit()
     from twisted.internet import reactor
     from twisted.internet.protocol import Factory
     from twisted.protocols.basic import Int32StringReceiver
@@ -89,14 +67,15 @@ def run_server(variant: str, codec: str) -> None:
 
         factory = Factory.forProtocol(RawIncEcho)
         port = reactor.listenTCP(0, factory, interface="127.0.0.1").getHost().port
-    print(f"PORT {port}", flush=True)
+    _harness.print_port(port)
     reactor.run()
 
 
 def run_load(port: int, connections: int, inflight: int, seconds: float,
-             warmup: float) -> None:
-    """Keep ``inflight`` requests per connection; print replies per second."""
-    raise_fd_limit()
+             warmup: float, server_pid: int) -> None:
+    """Keep ``inflight`` requests per connection; print replies per second and
+    the server's CPU microseconds per reply over the measured window."""
+    _harness.raise_fd_limit()
     import struct
 
     from twisted.internet import reactor
@@ -129,14 +108,14 @@ def run_load(port: int, connections: int, inflight: int, seconds: float,
     marks: List[Any] = []
 
     def start() -> None:
-        print("START", flush=True)
-        marks.append((time.perf_counter(), counter[0]))
+        marks.append((time.perf_counter(), counter[0], _harness.cpu_seconds(server_pid)))
         reactor.callLater(seconds, stop)
 
     def stop() -> None:
-        t0, c0 = marks[0]
+        t0, c0, cpu0 = marks[0]
         n = counter[0] - c0
-        print(f"RATE {n / (time.perf_counter() - t0):.1f} {n}", flush=True)
+        cpu_us = (_harness.cpu_seconds(server_pid) - cpu0) * 1e6 / max(n, 1)
+        print(f"RATE {n / (time.perf_counter() - t0):.1f} {cpu_us:.3f}", flush=True)
         reactor.stop()
 
     reactor.callLater(warmup, start)
@@ -146,7 +125,7 @@ def run_load(port: int, connections: int, inflight: int, seconds: float,
 def run_idle(port: int, count: int) -> None:
     """Open ``count`` connections, one round trip each (so the server has
     accepted them all), print READY, then idle until stdin closes."""
-    raise_fd_limit()
+    _harness.raise_fd_limit()
     import struct
 
     from twisted.internet import defer, reactor, stdio
@@ -187,96 +166,41 @@ def run_idle(port: int, count: int) -> None:
 
 # -- the orchestrator ---------------------------------------------------------
 
-def pinned(cpu: int, argv: List[str]) -> List[str]:
-    if shutil.which("taskset"):
-        return ["taskset", "-c", str(cpu)] + argv
-    return argv
-
-
-def child(python: str, *args: str) -> List[str]:
-    return [python, os.path.abspath(__file__)] + list(args)
-
-
-def start_server(python: str, variant: str, codec: str = "edn") -> "tuple[subprocess.Popen, int]":
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(pinned(0, child(python, "--role", "server", "--variant", variant,
-                                            "--codec", codec)),
-                            stdout=subprocess.PIPE, text=True, env=env)
-    line = proc.stdout.readline() if proc.stdout else ""
-    if not line.startswith("PORT "):
-        proc.kill()
-        raise SystemExit(f"{variant} server did not start: {line!r}")
-    return proc, int(line.split()[1])
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time used so far by process ``pid``."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def measure_rate(python: str, variant: str, args: argparse.Namespace) -> "tuple[float, float]":
+def measure_rate(args: argparse.Namespace, variant: str) -> Tuple[float, float]:
     """(replies per second, server CPU microseconds per reply)."""
-    server, port = start_server(python, variant, args.codec)
-    try:
-        load = subprocess.Popen(
-            pinned(1, child(python, "--role", "load", "--port", str(port),
-                            "--connections", str(args.connections),
-                            "--inflight", str(args.inflight),
-                            "--seconds", str(args.seconds), "--warmup", str(args.warmup))),
-            stdout=subprocess.PIPE, text=True)
-        cpu0 = None
-        for line in load.stdout or ():
-            if line.startswith("START"):
-                cpu0 = cpu_seconds(server.pid)
-            elif line.startswith("RATE ") and cpu0 is not None:
-                cpu = cpu_seconds(server.pid) - cpu0
-                _, rate, count = line.split()
-                load.wait()
-                return float(rate), cpu / max(int(count), 1) * 1e6
-        load.wait()
-    finally:
-        stop(server)
-    raise SystemExit(f"{variant}: the load generator printed no rate")
+    with _harness.Child.server(args.python, __file__, "--role", "server", "--variant", variant,
+                               "--codec", args.codec) as server:
+        out = _harness.run_pinned(_harness.LOAD_CPU, _harness.script_argv(
+            args.python, __file__, "--role", "load", "--port", server.port,
+            "--connections", args.connections, "--inflight", args.inflight,
+            "--seconds", args.seconds, "--warmup", args.warmup, "--server-pid", server.pid))
+    rate, cpu_us = _harness.last_line(out, "RATE ").split()
+    return float(rate), float(cpu_us)
 
 
 def measure_idle(python: str, variant: str, count: int) -> Optional[float]:
     """Server RSS growth per idle connection, in KiB."""
-    server, port = start_server(python, variant)
-    try:
-        before = rss_kib(server.pid)
-        load = subprocess.Popen(pinned(1, child(python, "--role", "idle", "--port", str(port),
-                                                "--idle", str(count))),
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    with _harness.Child.server(python, __file__, "--role", "server",
+                               "--variant", variant) as server:
+        before = server.rss_kib()
+        load = subprocess.Popen(
+            _harness.pinned(_harness.LOAD_CPU, _harness.script_argv(
+                python, __file__, "--role", "idle", "--port", server.port, "--idle", count)),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_harness.child_env())
         line = load.stdout.readline() if load.stdout else ""
-        after = rss_kib(server.pid)
+        after = server.rss_kib()
         if load.stdin:
             load.stdin.close()
         load.wait(30)
         if not line.startswith("READY"):
             print(f"  idle load failed: {line.strip()}")
             return None
-    finally:
-        stop(server)
     return (after - before) / count
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--python", default=sys.executable,
-                   help="interpreter for the server and load processes")
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--warmup", type=float, default=1.0)
+    _harness.add_common_options(p, seconds=10.0)
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds; best kept")
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--inflight", type=int, default=16)
@@ -286,24 +210,27 @@ def main() -> None:
     p.add_argument("--role", choices=["server", "load", "idle"], help=argparse.SUPPRESS)
     p.add_argument("--variant", choices=["aleph", "raw"], help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.role == "server":
         return run_server(args.variant, args.codec)
     if args.role == "load":
-        return run_load(args.port, args.connections, args.inflight, args.seconds, args.warmup)
+        return run_load(args.port, args.connections, args.inflight, args.seconds, args.warmup,
+                        args.server_pid)
     if args.role == "idle":
         return run_idle(args.port, args.idle)
 
-    print(f"framed {args.codec} inc-echo, {args.connections} connections x {args.inflight} in flight,"
-          f" {args.seconds:g} s each; python: {args.python}"
-          f"{'' if shutil.which('taskset') else ' (no taskset: not pinned)'}")
+    args = _harness.finish_options(args)
+    _harness.header(f"TCP framed {args.codec} inc-echo", args)
+    print(f"{args.connections} connections x {args.inflight} in flight")
+    results = _harness.Results("tcp_echo", args)
     # Alternate the variants for --rounds rounds and keep each one's best
     # round: other load on the machine only ever makes a round slower.
     best = {"aleph": (0.0, 0.0), "raw": (0.0, 0.0)}
     for r in range(args.rounds):
         for v in ("aleph", "raw"):
-            rate, cpu_us = measure_rate(args.python, v, args)
+            rate, cpu_us = measure_rate(args, v)
             print(f"  round {r + 1} {v:5}: {rate:9.0f} msgs/s, server {cpu_us:5.2f} CPU us/msg")
             if rate > best[v][0]:
                 best[v] = (rate, cpu_us)
@@ -312,6 +239,9 @@ def main() -> None:
     print(f"  raw Int32StringReceiver:     {r_rate:10.0f} msgs/s  {r_cpu:6.2f} CPU us/msg")
     print(f"  ratio aleph/raw:             {a_rate / r_rate:10.2f}"
           f"  (by server CPU per msg: {r_cpu / a_cpu:.2f}; goal >= 0.8)")
+    name = f"{args.codec} inc-echo x{args.connections}"
+    results.add(name, a_rate, r_rate, "msgs/s")
+    results.add(name + " server CPU", a_cpu, r_cpu, "us/msg", better="lower")
     if args.idle:
         print(f"idle connections: {args.idle}")
         idle = {v: measure_idle(args.python, v, args.idle) for v in ("aleph", "raw")}
@@ -319,6 +249,9 @@ def main() -> None:
             kib = idle[v]
             print(f"  {label} RSS per idle connection: "
                   + ("n/a" if kib is None else f"{kib:.1f} KiB"))
+        results.add(f"RSS per idle connection (x{args.idle})", idle["aleph"], idle["raw"],
+                    "KiB", better="lower")
+    results.emit()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ size, no Autobahn on the client side) runs pinned to CPU 1.
   ``/echo`` (Klein route, ``websocket_connection`` takeover, the duplex stream
   connected to itself); ``autobahn`` is a ``WebSocketServerProtocol`` whose
   ``onMessage`` calls ``sendMessage``. Prints msgs/s for both and the ratio
-  (goal >= 0.8).
+  (goal >= 0.8), and the server's CPU microseconds per message over the
+  measured window (steadier than msgs/s on a shared machine).
 * chat fan-out: ``--room`` (200) clients in one room; one of them publishes
   with ``--inflight`` lines outstanding (counted on its own copies).
   ``aleph`` is the demo's ``/chat`` (EventBus, ``buffer(100)``, per-client
@@ -19,7 +20,7 @@ size, no Autobahn on the client side) runs pinned to CPU 1.
 No compression (the load does not offer it) so framing, not zlib, is measured.
 Figures are noisy on a shared 2-core machine; compare the ratios.
 
-    python bench/websocket.py [--python PATH] [--seconds 10]
+    python bench/websocket.py [--python PATH] [--seconds 10] [--warmup N] [--json]
 """
 
 from __future__ import annotations
@@ -27,29 +28,15 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import resource
-import shutil
-import subprocess
-import sys
 import time
 from typing import Any, Dict, List, Set, Tuple
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-# bench/http.py would shadow the standard library's http package: drop this
-# directory from the import path (it is first when the script is run).
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
+import _harness
+
 MESSAGE = b"hello websocket"
 ROOM = b"bench room"
 PUBLISHER = b"p"
 LISTENER = b"l"
-
-
-def raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard != resource.RLIM_INFINITY else 65536
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 def client_frame(payload: bytes, opcode: int = 1) -> bytes:
@@ -66,8 +53,7 @@ def server_frame_len(payload: bytes) -> int:
 # -- servers (child processes) -----------------------------------------------------
 
 def run_server(variant: str) -> None:
-    raise_fd_limit()
-    sys.path.insert(0, ROOT)
+    _harness.raise_fd_limit()
     from twisted.internet import reactor
 
     if variant == "aleph":
@@ -124,7 +110,7 @@ def run_server(variant: str) -> None:
         factory.setProtocolOptions(perMessageCompressionAccept=accept, failByDrop=False,
                                    maxMessagePayloadSize=1024 * 1024)
         port = reactor.listenTCP(0, factory, interface="127.0.0.1").getHost().port
-    print(f"PORT {port}", flush=True)
+    _harness.print_port(port)
     reactor.run()
 
 
@@ -138,8 +124,8 @@ def handshake(path: str, port: int) -> bytes:
 
 
 def run_load(mode: str, port: int, connections: int, inflight: int, seconds: float,
-             warmup: float) -> None:
-    raise_fd_limit()
+             warmup: float, server_pid: int) -> None:
+    _harness.raise_fd_limit()
     from twisted.internet import reactor
     from twisted.internet.protocol import ClientFactory, Protocol
 
@@ -218,12 +204,14 @@ def run_load(mode: str, port: int, connections: int, inflight: int, seconds: flo
         warmup += 1.0
 
     def start() -> None:
-        marks.append((time.perf_counter(), counter[0]))
+        marks.append((time.perf_counter(), counter[0], _harness.cpu_seconds(server_pid)))
         reactor.callLater(seconds, stop)
 
     def stop() -> None:
-        t0, c0 = marks[0]
-        rate = (counter[0] - c0) / (time.perf_counter() - t0)
+        t0, c0, cpu0 = marks[0]
+        n = counter[0] - c0
+        rate = n / (time.perf_counter() - t0)
+        print(f"CPU-US {(_harness.cpu_seconds(server_pid) - cpu0) * 1e6 / max(n, 1):.3f}")
         print(f"RATE {rate:.1f}", flush=True)
         reactor.stop()
 
@@ -233,60 +221,22 @@ def run_load(mode: str, port: int, connections: int, inflight: int, seconds: flo
 
 # -- the orchestrator ------------------------------------------------------------
 
-def pinned(cpu: int, argv: List[str]) -> List[str]:
-    if shutil.which("taskset"):
-        return ["taskset", "-c", str(cpu)] + argv
-    return argv
-
-
-def child(python: str, *args: str) -> List[str]:
-    return [python, os.path.abspath(__file__)] + list(args)
-
-
-def start_server(python: str, variant: str) -> "tuple[subprocess.Popen, int]":
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(pinned(0, child(python, "--role", "server", "--variant", variant)),
-                            stdout=subprocess.PIPE, text=True, env=env)
-    line = proc.stdout.readline() if proc.stdout else ""
-    if not line.startswith("PORT "):
-        proc.kill()
-        raise SystemExit(f"{variant} server did not start: {line!r}")
-    return proc, int(line.split()[1])
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def measure(python: str, variant: str, mode: str, connections: int,
-            args: argparse.Namespace) -> float:
-    server, port = start_server(python, variant)
-    try:
-        out = subprocess.run(
-            pinned(1, child(python, "--role", "load", "--mode", mode, "--port", str(port),
-                            "--connections", str(connections),
-                            "--inflight", str(args.inflight),
-                            "--seconds", str(args.seconds), "--warmup", str(args.warmup))),
-            stdout=subprocess.PIPE, text=True, check=True).stdout
-    finally:
-        stop(server)
-    for line in out.splitlines():
-        if line.startswith("RATE "):
-            return float(line.split()[1])
-    raise SystemExit(f"load generator printed no rate: {out!r}")
+def measure(variant: str, mode: str, connections: int,
+            args: argparse.Namespace) -> Tuple[float, float]:
+    """(messages/s, server CPU microseconds per message) for one server."""
+    with _harness.Child.server(args.python, __file__, "--role", "server",
+                               "--variant", variant) as server:
+        argv = _harness.script_argv(
+            args.python, __file__, "--role", "load", "--mode", mode, "--port", server.port,
+            "--connections", connections, "--inflight", args.inflight,
+            "--seconds", args.seconds, "--warmup", args.warmup, "--server-pid", server.pid)
+        out = _harness.run_pinned(_harness.LOAD_CPU, argv)
+    return float(_harness.last_line(out, "RATE ")), float(_harness.last_line(out, "CPU-US "))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--python", default=sys.executable,
-                   help="interpreter for the server and load processes")
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--warmup", type=float, default=1.0)
+    _harness.add_common_options(p, seconds=10.0)
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--room", type=int, default=200, help="chat clients in the room")
     p.add_argument("--inflight", type=int, default=16)
@@ -294,30 +244,40 @@ def main() -> None:
     p.add_argument("--variant", choices=["aleph", "autobahn"], help=argparse.SUPPRESS)
     p.add_argument("--mode", choices=["echo", "chat"], help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.role == "server":
         return run_server(args.variant)
     if args.role == "load":
         return run_load(args.mode, args.port, args.connections, args.inflight,
-                        args.seconds, args.warmup)
+                        args.seconds, args.warmup, args.server_pid)
 
-    pin = "" if shutil.which("taskset") else " (no taskset: not pinned)"
-    print(f"WebSocket, {args.seconds:g} s per run; python: {args.python}{pin}")
+    args = _harness.finish_options(args)
+    _harness.header("WebSocket", args)
+    results = _harness.Results("websocket", args)
     print(f"echo: {args.connections} connections x {args.inflight} in flight")
-    echo = {v: measure(args.python, v, "echo", args.connections, args)
-            for v in ("aleph", "autobahn")}
-    print(f"  twisted_aleph /echo (stream):  {echo['aleph']:10.0f} msgs/s")
-    print(f"  bare Autobahn echo protocol:   {echo['autobahn']:10.0f} msgs/s")
-    print(f"  ratio aleph/autobahn:          {echo['aleph'] / echo['autobahn']:10.2f}"
+    echo = {v: measure(v, "echo", args.connections, args) for v in ("aleph", "autobahn")}
+    print(f"  twisted_aleph /echo (stream):  {echo['aleph'][0]:10.0f} msgs/s"
+          f"  {echo['aleph'][1]:5.1f} server CPU us/msg")
+    print(f"  bare Autobahn echo protocol:   {echo['autobahn'][0]:10.0f} msgs/s"
+          f"  {echo['autobahn'][1]:5.1f} server CPU us/msg")
+    print(f"  ratio aleph/autobahn:          {echo['aleph'][0] / echo['autobahn'][0]:10.2f}"
           "  (goal >= 0.8)")
+    results.add(f"echo x{args.connections}", echo["aleph"][0], echo["autobahn"][0], "msgs/s")
+    results.add(f"echo x{args.connections} server CPU", echo["aleph"][1], echo["autobahn"][1],
+                "us/msg", better="lower")
     print(f"chat fan-out: one room of {args.room} clients, one publisher,"
           f" {args.inflight} lines in flight")
-    chat = {v: measure(args.python, v, "chat", args.room, args)
-            for v in ("aleph", "autobahn")}
-    print(f"  twisted_aleph /chat (EventBus): {chat['aleph']:10.0f} deliveries/s")
-    print(f"  bare Autobahn broadcast:        {chat['autobahn']:10.0f} deliveries/s")
-    print(f"  ratio aleph/autobahn:           {chat['aleph'] / chat['autobahn']:10.2f}")
+    chat = {v: measure(v, "chat", args.room, args) for v in ("aleph", "autobahn")}
+    print(f"  twisted_aleph /chat (EventBus): {chat['aleph'][0]:10.0f} deliveries/s"
+          f"  {chat['aleph'][1]:5.1f} server CPU us/delivery")
+    print(f"  bare Autobahn broadcast:        {chat['autobahn'][0]:10.0f} deliveries/s"
+          f"  {chat['autobahn'][1]:5.1f} server CPU us/delivery")
+    print(f"  ratio aleph/autobahn:           {chat['aleph'][0] / chat['autobahn'][0]:10.2f}")
+    results.add(f"chat fan-out x{args.room}", chat["aleph"][0], chat["autobahn"][0],
+                "deliveries/s")
+    results.emit()
 
 
 if __name__ == "__main__":

@@ -4,14 +4,20 @@ Scalars are written by one dict lookup on the exact type. Collections of the
 common types up to a small depth go through a short recursive fast path;
 anything else through a loop over an explicit stack of iterators, so any
 nesting depth is fine (no recursion) and a container that contains itself is
-a ValueError instead of a hang. Cost: linear in the output. Clojure can read everything written here,
+a ValueError instead of a hang. Cost: linear in the output. Hot writers are
+C callables on CPython, where a Python frame is most of the cost of a small
+value (strings through the json module's C quoter, keywords through
+``attrgetter``); PyPy's JIT inlines plain Python functions instead, so there
+the writers are those. Clojure can read everything written here,
 except a Char outside the Basic Multilingual Plane (Clojure chars are UTF-16
 units). Big ints are written without ``N``; Clojure reads them as BigInts.
 """
 
 from __future__ import annotations
 
+import json.encoder
 import math
+import platform
 import re
 import uuid
 from collections.abc import Mapping, Set
@@ -19,7 +25,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
 from itertools import chain
-from typing import Any, Callable, Dict, Tuple
+from operator import attrgetter
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from twisted_aleph.edn.types import (
     Char, FrozenDict, FrozenSet, Keyword, List, Symbol, TaggedLiteral, Vector,
@@ -33,13 +40,30 @@ _CHAR_NAMES = {"\n": "\\newline", " ": "\\space", "\t": "\\tab", "\b": "\\backsp
                "\f": "\\formfeed", "\r": "\\return"}
 
 
+_ON_PYPY = platform.python_implementation() == "PyPy"
 _NEEDS_ESCAPE = re.compile('["\\\\\n\t\r\f\b]').search
 
+# CPython's C string quoter; PyPy has none (and needs none: its JIT).
+_quote_json: Optional[Callable[[str], str]] = getattr(json.encoder, "c_encode_basestring", None)
 
-def _write_str(s: str) -> str:
+
+def _write_str_python(s: str) -> str:
     if _NEEDS_ESCAPE(s) is None:  # the common case: 2x cheaper than translate
         return '"' + s + '"'
     return '"' + s.translate(_STRING_ESCAPES) + '"'
+
+
+def _write_str_c(s: str) -> str:
+    # JSON escapes " \ \n \t \r \f \b exactly as EDN does; other control
+    # characters it writes as \u00XX, which pr-str does not: those strings
+    # (and any with a backslash-u, rare) take the exact path.
+    quoted = _quote_json(s)  # type: ignore[misc]
+    if "\\u" not in quoted:
+        return quoted
+    return '"' + s.translate(_STRING_ESCAPES) + '"'
+
+
+_write_str = _write_str_python if _ON_PYPY or _quote_json is None else _write_str_c
 
 
 def _write_float(f: float) -> str:
@@ -87,15 +111,26 @@ def _write_named(x: Any) -> str:
     return x._text
 
 
+# On CPython a C callable beats any Python function; PyPy inlines the Python ones.
+if _ON_PYPY:
+    _write_nil: Callable[[Any], str] = lambda _: "nil"
+    _write_bool: Callable[[Any], str] = lambda b: "true" if b else "false"
+    _write_named_fast: Callable[[Any], str] = _write_named
+else:
+    _write_nil = "nil".format  # ignores its argument
+    _write_bool = ("false", "true").__getitem__
+    _write_named_fast = attrgetter("_text")
+
+
 # Exact type -> writer for everything that is not a collection.
 _SCALARS: Dict[type, Callable[[Any], str]] = {
-    type(None): lambda _: "nil",
-    bool: lambda b: "true" if b else "false",
+    type(None): _write_nil,
+    bool: _write_bool,
     int: int.__repr__,
     float: _write_float,
     str: _write_str,
-    Keyword: _write_named,
-    Symbol: _write_named,
+    Keyword: _write_named_fast,
+    Symbol: _write_named_fast,
     Char: _write_char,
     Decimal: _write_decimal,
     Fraction: _write_fraction,
@@ -152,8 +187,11 @@ def _write_shallow(value: Any, depth: int) -> str:
     parts = []
     if shape[2]:
         for k, v in value.items():
-            write = scalars.get(type(k))
-            key = write(k) if write is not None else _write_shallow(k, depth)
+            if type(k) is Keyword:  # the usual EDN map key: no call at all
+                key = k._text
+            else:
+                write = scalars.get(type(k))
+                key = write(k) if write is not None else _write_shallow(k, depth)
             write = scalars.get(type(v))
             parts.append(key + " " + (write(v) if write is not None
                                       else _write_shallow(v, depth)))
