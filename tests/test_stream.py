@@ -159,6 +159,64 @@ class TimeoutTests(unittest.TestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
 
+    def test_a_take_given_up_on_does_not_swallow_or_break_the_next_put(self) -> None:
+        # deferred.timeout (Manifold's timeout!) and cancel() realize a take's
+        # Deferred from outside; as in Manifold, the stream then skips that
+        # taker instead of raising AlreadyCalledError into the putter.
+        from twisted_aleph import deferred
+        clock = task.Clock()
+        st = s.Stream()
+        timed_out = deferred.timeout(st.take(), 1, clock=clock)
+        cancelled = st.take()
+        cancelled.cancel()
+        clock.advance(1)
+        self.failureResultOf(timed_out, TimeoutError)
+        self.failureResultOf(cancelled, defer.CancelledError)
+        put = st.put("kept")
+        self.assertEqual(self.successResultOf(st.take()), "kept")
+        self.assertIs(self.successResultOf(put), True)
+        late = st.take()
+        late.cancel()
+        self.failureResultOf(late, defer.CancelledError)
+        st.close()  # draining skips the given-up taker too
+        self.assertTrue(st.is_drained)
+
+    def test_cancel_withdraws_a_pending_put_or_take(self) -> None:
+        st = s.Stream()
+        put = st.put("withdrawn")
+        put.cancel()
+        self.failureResultOf(put, defer.CancelledError)
+        take = st.take()
+        take.cancel()
+        self.failureResultOf(take, defer.CancelledError)
+        self.assertEqual(repr(st), "<Stream open buffered=0 pending=0>")
+        self.assertEqual(len(st._takers), 0)  # gone at once, not at the next put
+        st.put("next")
+        self.assertEqual(self.successResultOf(st.take()), "next")
+
+    def test_a_put_given_up_on_is_still_delivered_without_error(self) -> None:
+        # Manifold: timeout! on a put! realizes that deferred; the message
+        # stays queued and is taken later (use try_put to withdraw it).
+        from twisted_aleph import deferred
+        clock = task.Clock()
+        for buffer_size in (0, 1):
+            st = s.Stream(buffer_size)
+            for i in range(buffer_size):
+                st.put(i)
+            put = deferred.timeout(st.put("late"), 1, clock=clock)
+            clock.advance(1)
+            self.failureResultOf(put, TimeoutError)
+            taken = [self.successResultOf(st.take()) for _ in range(buffer_size + 1)]
+            self.assertEqual(taken, list(range(buffer_size)) + ["late"])
+        src = s.Stream()
+        put = deferred.timeout(src.put("pushed"), 1, clock=clock)
+        clock.advance(1)
+        self.failureResultOf(put, TimeoutError)
+        got: List[Any] = []
+        s.consume(got.append, src)
+        self.assertEqual(got, ["pushed"])
+
+
 class PropagationTests(unittest.TestCase):
 
     def test_drained_source_closes_downstream_sink(self) -> None:
@@ -672,6 +730,20 @@ class BlockingIterTests(unittest.TestCase):
                 next(iter(s.to_blocking_iter(src, timeout=0.01)))
 
         return threads.deferToThread(run)
+
+    @defer.inlineCallbacks
+    def test_a_timed_out_wait_loses_no_message(self) -> Any:
+        src = s.Stream()
+        self.addCleanup(src.close)
+
+        def wait_in_vain() -> None:
+            with self.assertRaises(TimeoutError):
+                next(iter(s.to_blocking_iter(src, timeout=0.01)))
+
+        yield threads.deferToThread(wait_in_vain)
+        put = src.put("kept")  # must not go to the abandoned wait
+        self.assertEqual((yield src.take()), "kept")
+        self.assertIs((yield put), True)
 
 
 class AsyncForAndSpliceTests(unittest.TestCase):

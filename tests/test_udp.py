@@ -117,6 +117,15 @@ class UDPSocketTests(unittest.TestCase):
         yield again.when_closed()
 
     @defer.inlineCallbacks
+    def test_a_failing_close_callback_is_logged_not_raised(self) -> Any:
+        a = yield defer.ensureDeferred(self.open())
+        a.on_closed(lambda: 1 / 0)
+        a.close()  # the error stays out of close()
+        yield a.when_closed()
+        a.on_closed(lambda: 1 / 0)  # nor raised by on_closed on a closed sink
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 2)
+
+    @defer.inlineCallbacks
     def test_closing_the_source_closes_the_socket(self) -> Any:
         a = yield defer.ensureDeferred(self.open())
         a.source.close()
@@ -139,6 +148,20 @@ class UDPSocketTests(unittest.TestCase):
             msg = yield a.take()
             got.append(msg["message"])
         self.assertEqual(sorted(got), [str(i).encode() for i in range(5)])
+
+    @defer.inlineCallbacks
+    def test_short_lived_sources_do_not_pile_up_on_the_socket(self) -> Any:
+        # Each connect() asks the sink to detach its edge when the sink
+        # closes; once the source is done, the sink must forget that request.
+        a = yield defer.ensureDeferred(self.open())
+        b = yield defer.ensureDeferred(self.open())
+        before = len(b.sink._on_closed)
+        for i in range(50):
+            s.connect(s.stream_of([self.to(a, str(i))]), b, downstream=False)
+        self.assertEqual(len(b.sink._on_closed), before)
+        self.assertFalse(b.is_closed)
+        msg = yield a.take()
+        self.assertIn(msg["message"], {str(i).encode() for i in range(50)})
 
 
 class EchoTests(unittest.TestCase):

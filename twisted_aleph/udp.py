@@ -39,6 +39,7 @@ from twisted.python import log as legacy_log
 from twisted.python.failure import Failure
 
 from twisted_aleph.stream import SplicedStream, Stream
+from twisted_aleph.stream.default import Closeable
 
 log = Logger()
 
@@ -70,6 +71,7 @@ class LogThrottle:
         self._suppressed = 0
 
     def allow(self, now: float) -> Tuple[bool, int]:
+        """``(may_log, lines_suppressed_since_last)`` at time ``now``."""
         if now < self._next:
             self._suppressed += 1
             return False, 0
@@ -204,7 +206,7 @@ class DatagramStreamProtocol(DatagramProtocol):
                      dropped=self.dropped)
 
 
-class DatagramSink:
+class DatagramSink(Closeable):
     """The sending half: each put writes one datagram immediately.
 
     It never applies backpressure (UDP has none): ``offer`` answers True,
@@ -212,7 +214,7 @@ class DatagramSink:
     resolution.
     """
 
-    __slots__ = ("_transport", "_resolve", "_closed", "_on_closed", "__weakref__")
+    __slots__ = ("_transport", "_resolve", "__weakref__")
 
     def __init__(self, transport: Any, resolve: Callable[[str], Deferred]) -> None:
         self._transport = transport
@@ -221,6 +223,7 @@ class DatagramSink:
         self._on_closed: List[Callable[[], Any]] = []
 
     def offer(self, msg: Any) -> Any:
+        """Send ``msg`` now: True, False once closed, or a Deferred (failed, or awaiting name resolution)."""
         if self._closed:
             return False
         try:
@@ -255,25 +258,8 @@ class DatagramSink:
         return self.put(msg)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        callbacks, self._on_closed = self._on_closed, []
-        for cb in callbacks:
-            try:
-                cb()
-            except Exception:
-                log.failure("error in UDP close callback")
-
-    @property
-    def is_closed(self) -> bool:
-        return self._closed
-
-    def on_closed(self, callback: Callable[[], Any]) -> None:
-        if self._closed:
-            callback()
-        else:
-            self._on_closed.append(callback)
+        """Close the sending half, and with it the port."""
+        self._mark_closed()
 
 
 class DatagramSocket(SplicedStream):
@@ -303,14 +289,17 @@ class DatagramSocket(SplicedStream):
 
     @property
     def port(self) -> int:
+        """The UDP port actually bound."""
         return self.info["port"]
 
     @property
     def host(self) -> str:
+        """The interface address bound."""
         return self.info["host"]
 
     @property
     def dropped(self) -> int:
+        """Datagrams dropped because the reader lagged (see the module doc)."""
         return self.protocol.dropped
 
     def _shutdown(self) -> None:

@@ -20,6 +20,8 @@ from twisted_aleph.stream.default import Stream, log
 
 _END = object()
 _AGAIN = object()  # a queue read that timed out: check the stream, read again
+_TIMED_OUT = object()  # to_blocking_iter: no message within the timeout
+_REACTOR_SLACK = 5.0  # to_blocking_iter: extra seconds allowed for the reactor to answer
 
 #: how long one thread-pool read of a ``queue.Queue`` blocks. A closed stream
 #: stops reading within this time, so no pool thread stays blocked forever
@@ -157,7 +159,9 @@ def to_blocking_iter(source: Any, timeout: Optional[float] = None,
     """Iterate a stream from a thread, blocking on each take (``stream->seq``).
 
     Raises RuntimeError if called on the reactor thread, where it would
-    deadlock. ``timeout`` bounds each wait (``TimeoutError`` when exceeded).
+    deadlock. ``timeout`` bounds each wait (``TimeoutError`` when exceeded);
+    the take that timed out is withdrawn, so a message arriving later stays
+    in the stream for the next reader.
     """
     if threadable.isInIOThread():
         raise RuntimeError("to_blocking_iter blocks: call it from a thread, "
@@ -167,14 +171,25 @@ def to_blocking_iter(source: Any, timeout: Optional[float] = None,
     results: _queue.Queue = _queue.Queue()
 
     def take() -> None:
-        source.take(_END).addBoth(results.put)
+        if timeout is None:
+            d = source.take(_END)
+        else:
+            # timed on the reactor: a take that times out is withdrawn there,
+            # so no message can go to a wait that was given up
+            d = source.try_take(_END, timeout, _TIMED_OUT, clock=reactor)
+        d.addBoth(results.put)
 
+    # The reactor answers _TIMED_OUT itself; waiting longer than that here
+    # means the reactor is not running (shutting down): give up all the same.
+    wait = None if timeout is None else timeout + _REACTOR_SLACK
     while True:
         reactor.callFromThread(take)
         try:
-            item = results.get(timeout=timeout)
+            item = results.get(timeout=wait)
         except _queue.Empty:
-            raise TimeoutError(f"no message within {timeout} s") from None
+            item = _TIMED_OUT
+        if item is _TIMED_OUT:
+            raise TimeoutError(f"no message within {timeout} s")
         if item is _END:
             return
         if hasattr(item, "raiseException"):

@@ -77,13 +77,55 @@ class Edge:
 _EMPTY: Any = ()  # stands for an empty queue until the first append
 
 
-class Stream:
+class Closeable:
+    """The closing every sink shares (Manifold's ``close``/``on-closed``):
+    closed once, ``on_closed`` callbacks run once (an error in one is
+    logged), and forgettable, so a sink fed by many short-lived sources does
+    not keep their edges. Subclasses set ``_closed = False`` and
+    ``_on_closed = []`` in ``__init__`` and call :meth:`_mark_closed`."""
+
+    __slots__ = ("_closed", "_on_closed")
+
+    _closed: bool
+    _on_closed: List[Callable[[], Any]]
+
+    def _mark_closed(self) -> bool:
+        """Mark closed and run the on_closed callbacks; False if it already was."""
+        if self._closed:
+            return False
+        self._closed = True
+        callbacks, self._on_closed = self._on_closed, []
+        for cb in callbacks:
+            run_callback(cb)
+        return True
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether ``close()`` was called: no more puts are accepted."""
+        return self._closed
+
+    def on_closed(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` once closed (now, if it is)."""
+        if self._closed:
+            run_callback(callback)
+        else:
+            self._on_closed.append(callback)
+
+    def _forget_on_closed(self, callback: Callable[[], Any]) -> None:
+        """Drop a callback registered with :meth:`on_closed`, if still there."""
+        try:
+            self._on_closed.remove(callback)
+        except ValueError:
+            pass
+
+
+class Stream(Closeable):
     """A Manifold stream: put/take with a bounded buffer and backpressure."""
 
     __slots__ = (
         "buffer_size", "description", "_buffer", "_pending", "_takers",
-        "_edges", "_blocked", "_delivering", "_closed", "_drained",
-        "_on_closed", "_on_drained", "__weakref__",
+        "_edges", "_blocked", "_delivering", "_drained", "_on_drained",
+        "__weakref__",
     )
 
     def __init__(self, buffer_size: int = 0, description: str = "") -> None:
@@ -146,22 +188,30 @@ class Stream:
                     self._wait_for(r.addCallback(self._edge_answered, edge))
                 return True
         elif self._takers:
-            d, _ = self._takers.popleft()
-            d.callback(msg)
-            return True
+            takers = self._takers
+            while takers:
+                d, _ = takers.popleft()
+                # A take given up on (timeout!, cancel) was realized from
+                # outside: skip it, as Manifold does, and try the next one.
+                if not d.called:
+                    d.callback(msg)
+                    return True
         if len(self._buffer) < self.buffer_size:
             if self._buffer is _EMPTY:
                 self._buffer = deque()
             self._buffer.append(msg)
             return True
-        d = Deferred()
+        d = Deferred(self._withdraw_put)  # cancel() withdraws the put
         if self._pending is _EMPTY:
             self._pending = deque()
         self._pending.append((msg, d))
         return d
 
     def put(self, msg: Any) -> Deferred:
-        """Deferred[bool]: True once accepted, False if the stream is closed."""
+        """Deferred[bool]: True once accepted, False if the stream is closed.
+
+        Cancelling a pending put withdraws its message (as ``try_put`` does).
+        """
         r = self.offer(msg)
         if r is True or r is False:
             return succeed(r)
@@ -181,12 +231,8 @@ class Stream:
 
     def close(self) -> None:
         """No more puts. Buffered messages can still be taken, then drained."""
-        if self._closed:
+        if not self._mark_closed():
             return
-        self._closed = True
-        callbacks, self._on_closed = self._on_closed, []
-        for cb in callbacks:
-            _run_callback(cb)
         # While a message is still on its way to an edge (delivery loop
         # running, or waiting on the edge's Deferred), draining would close
         # the sinks under it; the delivery loop drains once it is done.
@@ -194,28 +240,14 @@ class Stream:
                 or self._delivering):
             self._mark_drained()
 
-    @property
-    def is_closed(self) -> bool:
-        return self._closed
-
-    def on_closed(self, callback: Callable[[], Any]) -> None:
-        """Call ``callback()`` once the stream is closed (now, if it is)."""
-        if self._closed:
-            _run_callback(callback)
-        else:
-            self._on_closed.append(callback)
-
-    def _forget_on_closed(self, callback: Callable[[], Any]) -> None:
-        """Drop a callback registered with :meth:`on_closed`, if still there."""
-        try:
-            self._on_closed.remove(callback)
-        except ValueError:
-            pass
-
     # -- source side -------------------------------------------------------
 
     def take(self, default: Any = NOTHING) -> Deferred:
-        """Deferred of the next message, or ``default`` (None) once drained."""
+        """Deferred of the next message, or ``default`` (None) once drained.
+
+        Cancelling a pending take withdraws it; a take realized from outside
+        (``deferred.timeout``) is skipped, and the next message kept.
+        """
         if self._buffer:
             msg = self._buffer.popleft()
             self._refill()
@@ -224,13 +256,13 @@ class Stream:
             return d
         if self._pending:
             msg, d = self._pending.popleft()
-            d.callback(True)
+            _accepted(d)
             self._check_drained()
             return succeed(msg)
         if self._closed:
             self._mark_drained()
             return succeed(None if default is NOTHING else default)
-        d = Deferred()
+        d = Deferred(self._withdraw_take)  # cancel() withdraws the take
         if self._takers is _EMPTY:
             self._takers = deque()
         self._takers.append((d, default))
@@ -247,12 +279,13 @@ class Stream:
 
     @property
     def is_drained(self) -> bool:
+        """Whether the stream is closed and every message was taken."""
         return self._drained
 
     def on_drained(self, callback: Callable[[], Any]) -> None:
         """Call ``callback()`` once the stream is drained (now, if it is)."""
         if self._drained:
-            _run_callback(callback)
+            run_callback(callback)
         else:
             self._on_drained.append(callback)
 
@@ -359,7 +392,7 @@ class Stream:
                 elif self._pending:
                     msg, d = self._pending.popleft()
                     self._push_one(msg)
-                    d.callback(True)
+                    _accepted(d)
                 else:
                     break
             if not self._blocked:
@@ -376,7 +409,7 @@ class Stream:
             if self._buffer is _EMPTY:
                 self._buffer = deque()
             self._buffer.append(msg)
-            d.callback(True)
+            _accepted(d)
 
     def _check_drained(self) -> None:
         if self._closed and not self._buffer and not self._pending:
@@ -388,7 +421,8 @@ class Stream:
         self._drained = True
         takers, self._takers = self._takers, _EMPTY
         for d, default in takers:
-            d.callback(None if default is NOTHING else default)
+            if not d.called:  # not given up on (see offer)
+                d.callback(None if default is NOTHING else default)
         edges = list(self._edges)
         for edge in edges:
             try:
@@ -399,7 +433,7 @@ class Stream:
             self._remove_edge(edge)
         callbacks, self._on_drained = self._on_drained, []
         for cb in callbacks:
-            _run_callback(cb)
+            run_callback(cb)
 
     def _withdraw_put(self, d: Deferred) -> None:
         for i, (_, pd) in enumerate(self._pending):
@@ -422,7 +456,17 @@ class _End:
 _END = _End()
 
 
-def _run_callback(cb: Callable[[], Any]) -> None:
+def _accepted(put: Deferred) -> None:
+    """Realize a pending put: its message was accepted. A put Deferred
+    realized from outside (timeout!, cancel) is left alone, as Manifold does:
+    its message was still queued, and is delivered."""
+    if not put.called:
+        put.callback(True)
+
+
+def run_callback(cb: Callable[[], Any]) -> None:
+    """Call a close/drain callback; an error in it is logged, never raised
+    into the code that closed the stream."""
     try:
         cb()
     except Exception:

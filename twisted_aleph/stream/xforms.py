@@ -83,6 +83,7 @@ class _Map(Reducer):
 
 
 def map(f: Callable[[Any], Any]) -> Stage:  # noqa: A001 - mirrors clojure.core/map
+    """Apply ``f`` to each message."""
     return _stage(_Map, f)
 
 
@@ -94,6 +95,7 @@ class _Filter(_Map):
 
 
 def filter(pred: Callable[[Any], Any]) -> Stage:  # noqa: A001
+    """Keep the messages for which ``pred`` is true."""
     return _stage(_Filter, pred)
 
 
@@ -109,6 +111,7 @@ class _Mapcat(_Map):
 
 
 def mapcat(f: Callable[[Any], Any]) -> Stage:
+    """Replace each message by the items of ``f(msg)``, in order."""
     return _stage(_Mapcat, f)
 
 
@@ -145,6 +148,7 @@ class _Drop(_Take):
 
 
 def drop(n: int) -> Stage:
+    """Skip the first ``n`` messages."""
     return _stage(_Drop, n)
 
 
@@ -158,6 +162,7 @@ class _TakeWhile(_Map):
 
 
 def take_while(pred: Callable[[Any], Any]) -> Stage:
+    """Messages while ``pred`` holds; the first that fails ends the stream."""
     return _stage(_TakeWhile, pred)
 
 
@@ -177,6 +182,7 @@ class _DropWhile(Reducer):
 
 
 def drop_while(pred: Callable[[Any], Any]) -> Stage:
+    """Skip messages while ``pred`` holds, then pass everything."""
     return _stage(_DropWhile, pred)
 
 
@@ -247,6 +253,7 @@ class _PartitionBy(Reducer):
 
 
 def partition_by(f: Callable[[Any], Any]) -> Stage:
+    """Lists of consecutive messages with the same ``f(msg)``."""
     return _stage(_PartitionBy, f)
 
 
