@@ -71,6 +71,31 @@ class EventBusTests(unittest.TestCase):
         self.assertEqual(self.successResultOf(sub.take()), 1)
         self.assertIs(self.successResultOf(pending), True)
 
+    def test_a_peer_that_hangs_up_mid_publish_does_not_stall_the_publisher(self) -> None:
+        bus = EventBus()
+        never_reads = s.Stream()  # e.g. a WebSocket client that stopped reading
+        subscription = bus.subscribe("room")
+        s.connect(subscription, never_reads, upstream=True)
+        got: List[Any] = []
+        s.consume(got.append, bus.subscribe("room"))
+        self.assertIs(self.successResultOf(bus.publish("room", 1)), True)  # in flight
+        second = bus.publish("room", 2)  # waits in the full subscription
+        self.assertNoResult(second)
+        never_reads.close()  # that client hangs up; its subscription closes
+        self.assertNotIn(subscription, bus.downstream("room"))
+        self.assertIs(self.successResultOf(second), True)
+        self.assertEqual(got, [1, 2])
+
+    def test_accepted_publishes_leave_no_callbacks_on_a_slow_subscriber(self) -> None:
+        bus = EventBus()
+        slow = bus.subscribe("t")
+        before = len(slow._on_closed)
+        for i in range(100):
+            d = bus.publish("t", i)
+            self.assertEqual(self.successResultOf(slow.take()), i)
+            self.assertIs(self.successResultOf(d), True)
+        self.assertEqual(len(slow._on_closed), before)
+
     def test_derived_stream_closing_drops_subscription(self) -> None:
         bus = EventBus()
         out = s.map(str.upper, bus.subscribe("t"))

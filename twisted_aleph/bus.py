@@ -56,7 +56,7 @@ class EventBus:
         for s in list(subscribers):
             r = s.offer(msg)
             if isinstance(r, Deferred):
-                waits.append(r)
+                waits.append(_accepted_or_closed(s, r))
         if not waits:
             return defer.succeed(True)
         return defer.gatherResults(waits, consumeErrors=True).addCallback(lambda _: True)
@@ -70,7 +70,32 @@ class EventBus:
         return list(self._topics.get(topic, ()))
 
     def topics(self) -> List[Hashable]:
+        """The topics that have at least one subscriber."""
         return list(self._topics)
+
+
+def _accepted_or_closed(subscriber: Stream, put: Deferred) -> Deferred:
+    """Deferred firing when ``subscriber`` accepts the pending ``put``, or
+    when it is closed first: a closed subscriber is dropped, so a peer that
+    hangs up with messages still waiting for it (nobody will ever take them)
+    must not hold up the publisher, and with it everyone else's messages."""
+    out: Deferred = Deferred()
+
+    def closed() -> None:
+        if not out.called:
+            out.callback(None)
+
+    def accepted(result: Any) -> Any:
+        forget = getattr(subscriber, "_forget_on_closed", None)
+        if forget is not None:  # a long-lived subscriber keeps no stale callbacks
+            forget(closed)
+        if not out.called:
+            out.callback(None)
+        return result
+
+    subscriber.on_closed(closed)
+    put.addBoth(accepted)
+    return out
 
 
 __all__ = ["EventBus"]
