@@ -120,6 +120,15 @@ class ZipAltTests(unittest.TestCase):
         b.errback(KeyError("late"))  # consumed by alt: trial would fail otherwise
         self.failureResultOf(r, ValueError)
 
+    def test_alt_leaves_the_values_of_its_inputs_alone(self) -> None:
+        a: Deferred = Deferred()
+        b: Deferred = Deferred()
+        d.alt(a, b)
+        a.callback("a")
+        b.callback("b")
+        self.assertEqual(self.successResultOf(a), "a")  # not None
+        self.assertEqual(self.successResultOf(b), "b")
+
     def test_alt_with_a_plain_value(self) -> None:
         self.assertEqual(self.successResultOf(d.alt(Deferred(), "now")), "now")
 

@@ -100,14 +100,16 @@ def zip(*xs: Any) -> Deferred:  # noqa: A001 - Manifold's name
 def alt(*xs: Any) -> Deferred:
     """Deferred of whichever of ``xs`` is realized first, value or error.
 
-    The others are left running; their later results (errors included) are
-    consumed here so none goes unhandled.
+    The others are left running. Their values pass through untouched, for
+    whoever else holds those Deferreds; their errors are consumed here so
+    none goes unhandled.
     """
     out: Deferred = Deferred()
 
-    def first(result: Any) -> None:
+    def first(result: Any) -> Any:
         if not out.called:
             out.callback(result) if not isinstance(result, Failure) else out.errback(result)
+        return None if isinstance(result, Failure) else result
 
     for x in xs:
         to_deferred(x).addBoth(first)
