@@ -50,6 +50,16 @@ class RespCodec(unittest.TestCase):
         self.assertRaises(resp.RespError, resp.RespParser().feed, b"?what\r\n")
         self.assertRaises(resp.RespError, resp.RespParser().feed, b":12x\r\n")
 
+    def test_deep_nesting_is_a_clear_error_not_a_crash(self) -> None:
+        # Without a depth limit this was a RecursionError, not a RespError.
+        with self.assertRaises(resp.RespError):
+            resp.RespParser().feed(b"*1\r\n" * 5000 + b":1\r\n")
+        nested = b"*1\r\n" * 10 + b":1\r\n"
+        value = resp.RespParser().feed(nested)[0]
+        for _ in range(10):
+            value = value[0]
+        self.assertEqual(value, 1)
+
     def test_oversized_bulk_refused_before_buffering(self) -> None:
         p = resp.RespParser(max_bulk=10)
         self.assertRaises(resp.RespError, p.feed, b"$11\r\n")
@@ -98,6 +108,52 @@ def stop_redis(proc: RedisProcess) -> defer.Deferred:
     if not proc.ended.called:
         proc.transport.signalProcess("TERM")
     return proc.ended
+
+
+class RedisBusWithoutRedis(unittest.TestCase):
+    """The bus while Redis never answers (connections pending in memory)."""
+
+    def setUp(self) -> None:
+        from twisted.internet.testing import MemoryReactorClock
+
+        from twisted_aleph.redisbus import RedisEventBus
+        self.reactor = MemoryReactorClock()
+        self.bus = RedisEventBus("redis://127.0.0.1:1", reactor=self.reactor)
+
+    def test_waiting_for_a_subscription_that_goes_away_does_not_hang(self) -> None:
+        s = self.bus.subscribe("room")
+        confirmed = self.bus.when_subscribed("room")
+        self.assertNoResult(confirmed)
+        s.close()  # e.g. the chat client left before Redis came back
+        self.assertIsNone(self.successResultOf(confirmed))
+        self.assertEqual(self.bus._confirm_waiters, {})
+
+    def test_resubscribing_waits_for_the_new_confirmation(self) -> None:
+        from twisted.internet.testing import StringTransport
+
+        from twisted_aleph.redisbus import RedisProtocol
+        connection = RedisProtocol()
+        connection.makeConnection(StringTransport())
+        self.bus._connected(connection)
+        first = self.bus.subscribe("room")
+        self.bus._on_push([b"subscribe", b"room", 1])
+        self.successResultOf(self.bus.when_subscribed("room"))
+        first.close()  # UNSUBSCRIBE on its way
+        self.bus.subscribe("room")  # SUBSCRIBE again
+        confirmed = self.bus.when_subscribed("room")
+        self.assertNoResult(confirmed)  # the old confirmation does not count
+        self.bus._on_push([b"unsubscribe", b"room", 0])
+        self.assertNoResult(confirmed)
+        self.bus._on_push([b"subscribe", b"room", 1])
+        self.successResultOf(confirmed)
+        self.assertEqual(connection.transport.value().count(b"SUBSCRIBE"), 3)
+
+    def test_close_lets_subscription_waiters_go(self) -> None:
+        self.bus.subscribe("room")
+        confirmed = self.bus.when_subscribed("room")
+        self.bus.close()
+        self.successResultOf(confirmed)
+        self.assertEqual(self.bus._confirm_waiters, {})
 
 
 class RedisBusIntegration(unittest.TestCase):

@@ -22,12 +22,13 @@ either lag Python releases or pull in more than that.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Deque, Dict, Hashable, List, Optional
+from typing import Any, Deque, Dict, Hashable, List, Optional, cast
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer, protocol, task
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import IProtocol
 from twisted.logger import Logger
 
 from twisted_aleph import edn
@@ -68,8 +69,7 @@ class RedisProtocol(protocol.Protocol):
         if self.on_ready is not None:
             self.on_ready(self)
         waiters, self._ready_waiters = self._ready_waiters, []
-        for d in waiters:
-            d.callback(self)
+        _fire_all(waiters, self)
 
     def when_ready(self) -> Deferred:
         """Deferred[self] once connected (and authenticated)."""
@@ -86,6 +86,7 @@ class RedisProtocol(protocol.Protocol):
         self.transport.loseConnection()
 
     def command(self, *args: Any) -> Deferred:
+        """Send one command; Deferred of its reply (fails with ReplyError on ``-ERR``)."""
         d: Deferred = Deferred()
         self.waiting.append(d)
         self.transport.write(encode_command(*args))
@@ -121,6 +122,18 @@ class RedisProtocol(protocol.Protocol):
             d.errback(RedisUnavailable("connection to Redis lost"))
         if self.on_lost is not None:
             self.on_lost(self)
+
+
+def _fire_all(waiters: List[Deferred], value: Any = None) -> None:
+    """Fire each of ``waiters`` with ``value``."""
+    for d in waiters:
+        d.callback(value)
+
+
+def _when_ready(p: IProtocol) -> Deferred:
+    """Deferred[p] once ``p`` (one of our RedisProtocols) is ready: ClientService
+    types the connections it hands out as plain IProtocol."""
+    return cast(RedisProtocol, p).when_ready()
 
 
 class _Factory(protocol.Factory):
@@ -170,13 +183,14 @@ class RedisEventBus:
     def when_connected(self) -> Deferred:
         """Deferred that fires once both connections are up (for tests, start-up)."""
         return defer.gatherResults(
-            [self._sub.whenConnected().addCallback(lambda p: p.when_ready()),
-             self._pub.whenConnected().addCallback(lambda p: p.when_ready())]
+            [self._sub.whenConnected().addCallback(_when_ready),
+             self._pub.whenConnected().addCallback(_when_ready)]
         ).addCallback(lambda _: None)
 
     # -- EventBus interface -------------------------------------------------
 
     def subscribe(self, topic: Hashable) -> Stream:
+        """A new stream of every message later published to ``topic`` by any process."""
         s = Stream(self.buffer_size, description=f"redis:{topic!r}")
         subscribers = self._topics.setdefault(topic, [])
         subscribers.append(s)
@@ -197,6 +211,11 @@ class RedisEventBus:
             del self._topics[topic]
             channel = self._channel(topic)
             self._channels.pop(channel, None)
+            # no longer confirmed from now on: a new subscribe() to this
+            # topic must wait for Redis's new confirmation, not the old one
+            self._confirmed.discard(channel)
+            # nobody left to wait for this subscription: let waiters go
+            _fire_all(self._confirm_waiters.pop(channel, []))
             if self._sub_protocol is not None:
                 self._sub_command("UNSUBSCRIBE", channel)
 
@@ -215,7 +234,9 @@ class RedisEventBus:
         def unavailable(f: Any) -> Any:
             if f.check(ReplyError):
                 return f
-            raise RedisUnavailable(f"cannot publish to Redis: {f.getErrorMessage()}")
+            # name the cause even when it has no message (e.g. CancelledError)
+            reason = f.getErrorMessage() or f.type.__name__
+            raise RedisUnavailable(f"cannot publish to Redis: {reason}") from f.value
         d.addErrback(unavailable)
         return d
 
@@ -226,13 +247,18 @@ class RedisEventBus:
             return defer.succeed(p)
         # Asked on the next turn: ClientService refuses re-entrant
         # whenConnected calls (e.g. a publish from a connection callback).
-        d = task.deferLater(self.reactor, 0, self._pub.whenConnected, failAfterFailures=1)
-        return d.addCallback(lambda p: p.when_ready())
+        # (deferLater types this as a Deferred of a Deferred; it fires with
+        # the protocol, as a Deferred returned by a callback is chained.)
+        d: Deferred = task.deferLater(self.reactor, 0, self._pub.whenConnected,
+                                      failAfterFailures=1)
+        return d.addCallback(_when_ready)
 
     def is_active(self, topic: Hashable) -> bool:
+        """Whether ``topic`` has a subscriber in this process."""
         return bool(self._topics.get(topic))
 
     def downstream(self, topic: Hashable) -> List[Stream]:
+        """This process's subscriber streams of ``topic``."""
         return list(self._topics.get(topic, ()))
 
     def close(self) -> Deferred:
@@ -240,6 +266,9 @@ class RedisEventBus:
         for subscribers in list(self._topics.values()):
             for s in list(subscribers):
                 s.close()
+        waiters = [d for ds in self._confirm_waiters.values() for d in ds]
+        self._confirm_waiters.clear()
+        _fire_all(waiters)
         return defer.gatherResults([defer.maybeDeferred(self._sub.stopService),
                                     defer.maybeDeferred(self._pub.stopService)])
 
@@ -266,9 +295,11 @@ class RedisEventBus:
 
     def when_subscribed(self, topic: Hashable) -> Deferred:
         """Deferred that fires once Redis has confirmed the subscription to
-        ``topic`` (messages published before that are not received)."""
+        ``topic`` (messages published before that are not received), or once
+        nobody here subscribes to it any more (all its streams closed, or the
+        bus closed), so a waiter never hangs on a subscription that is gone."""
         channel = self._channel(topic)
-        if channel in self._confirmed:
+        if channel in self._confirmed or topic not in self._topics:
             return defer.succeed(None)
         d: Deferred = Deferred()
         self._confirm_waiters.setdefault(channel, []).append(d)
@@ -280,8 +311,7 @@ class RedisEventBus:
         kind, channel = reply[0], reply[1]
         if kind == b"subscribe":
             self._confirmed.add(channel)
-            for d in self._confirm_waiters.pop(channel, []):
-                d.callback(None)
+            _fire_all(self._confirm_waiters.pop(channel, []))
             return
         if kind == b"unsubscribe":
             self._confirmed.discard(channel)

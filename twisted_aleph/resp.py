@@ -7,7 +7,8 @@ split or coalescing of chunks. Used by :mod:`twisted_aleph.redisbus`.
 Cost: ``feed`` is amortised O(n) in the bytes fed; a reply that arrives in
 many small chunks is re-scanned from its start on each feed only up to the
 first incomplete element (bulk strings are length-prefixed, so their bodies
-are never scanned). A reply larger than ``max_bulk`` is refused.
+are never scanned). A reply larger than ``max_bulk`` is refused, and so is
+one nested deeper than ``MAX_DEPTH`` arrays (parsing recurses per level).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def encode_command(*args: Arg) -> bytes:
 
 _INCOMPLETE = object()
 
+#: arrays nested deeper than this are refused (Redis replies nest a few levels).
+MAX_DEPTH = 64
+
 
 class RespParser:
     """Incremental RESP2 reply parser: ``feed(data) -> [reply, ...]``.
@@ -61,6 +65,7 @@ class RespParser:
         self._buf = bytearray()
 
     def feed(self, data: bytes) -> List[Any]:
+        """Add received bytes; return the replies they completed, in order."""
         self._buf += data
         replies = []
         pos = 0
@@ -75,7 +80,7 @@ class RespParser:
             del buf[:pos]
         return replies
 
-    def _parse(self, buf: bytearray, pos: int) -> Tuple[Any, int]:
+    def _parse(self, buf: bytearray, pos: int, depth: int = 0) -> Tuple[Any, int]:
         line_end = buf.find(CRLF, pos)
         if line_end < 0:
             if len(buf) - pos > 64 * 1024:
@@ -105,10 +110,12 @@ class RespParser:
             n = self._int(line)
             if n < 0:
                 return None, nxt
+            if depth >= MAX_DEPTH:
+                raise RespError(f"RESP arrays nested over {MAX_DEPTH} deep")
             items: List[Any] = []
             p = nxt
             for _ in range(n):
-                item, p = self._parse(buf, p)
+                item, p = self._parse(buf, p, depth + 1)
                 if item is _INCOMPLETE:
                     return _INCOMPLETE, pos
                 items.append(item)
