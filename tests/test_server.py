@@ -17,6 +17,11 @@ class FakePort:
         self.listening = False
 
 
+class BrokenPort(FakePort):
+    def stopListening(self) -> None:
+        raise RuntimeError("cannot stop")
+
+
 class Lingering(StringTransport):
     """A transport whose peer never reads: loseConnection alone never ends it."""
 
@@ -63,3 +68,8 @@ class ServerCloseTests(unittest.TestCase):
         self.successResultOf(server.close())
         self.successResultOf(server.close())
         self.successResultOf(server.when_idle())
+
+    def test_a_port_that_fails_to_stop_is_logged_and_close_still_fires(self) -> None:
+        server = Server(BrokenPort(), reactor=task.Clock())
+        self.successResultOf(server.close())
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

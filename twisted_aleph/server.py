@@ -9,11 +9,16 @@ hold the server), and the object is a context manager.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Set
+from typing import Any, List, Optional, Set, Union, cast
 
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+log = Logger()
 
 #: Seconds close() lets connections finish their writes before aborting them.
 CLOSE_GRACE = 5.0
@@ -32,17 +37,23 @@ class Server:
     @property
     def port(self) -> int:
         """The TCP port actually bound (useful after asking for port 0)."""
-        return self.listening_port.getHost().port
+        return self._address().port
 
     @property
     def host(self) -> str:
-        return self.listening_port.getHost().host
+        """The interface address the port is bound to."""
+        return self._address().host
+
+    def _address(self) -> Union[IPv4Address, IPv6Address]:
+        # IListeningPort.getHost() is typed IAddress; a TCP port's is an IP one.
+        return cast(Union[IPv4Address, IPv6Address], self.listening_port.getHost())
 
     def track(self, transport: Any) -> None:
         """Remember an accepted connection so close() can hang it up."""
         self.connections.add(transport)
 
     def untrack(self, transport: Any) -> None:
+        """Forget a connection that has gone; fires when_idle() waiters."""
         self.connections.discard(transport)
         if not self.connections:
             waiters, self._all_gone = self._all_gone, []
@@ -66,21 +77,27 @@ class Server:
         are out; abort any still open after ``grace`` seconds. The Deferred
         fires when the port is closed and every connection is gone."""
         if self._closing is None:
-            reactor = self._reactor
-            if reactor is None:
-                from twisted.internet import reactor  # type: ignore[no-redef]
             stopped = self.stop_listening()
+            stopped.addErrback(self._log_stop_failure)
             for transport in list(self.connections):
                 transport.loseConnection()
             idle = self.when_idle()
             if not idle.called:
-                abort = reactor.callLater(grace, self._abort_all)
-                idle.addBoth(lambda r: (abort.cancel() if abort.active() else None, r)[1])
+                abort = self._clock().callLater(grace, self._abort_all)
+                idle.addBoth(_cancel_call, abort)
             self._closing = defer.gatherResults([stopped, idle], consumeErrors=True)
             self._closing.addBoth(lambda _: None)
-        d: Deferred = Deferred()
-        self._closing.addBoth(lambda r: (d.callback(None), r)[1])
-        return d
+        return _observe(self._closing)
+
+    def _clock(self) -> IReactorTime:
+        if self._reactor is not None:
+            return cast(IReactorTime, self._reactor)
+        from twisted.internet import reactor
+        return cast(IReactorTime, reactor)
+
+    def _log_stop_failure(self, failure: Failure) -> None:
+        log.failure("error stopping listening on {port!r}", failure,
+                    port=self.listening_port)
 
     def _abort_all(self) -> None:
         for transport in list(self.connections):
@@ -98,3 +115,22 @@ class Server:
 
     def __repr__(self) -> str:
         return f"<Server port={self.port} connections={len(self.connections)}>"
+
+
+def _cancel_call(result: Any, call: IDelayedCall) -> Any:
+    """Callback: cancel ``call`` if still pending; pass ``result`` on."""
+    if call.active():
+        call.cancel()
+    return result
+
+
+def _observe(d: Deferred) -> Deferred:
+    """A new Deferred firing (None) when ``d`` does, leaving ``d``'s result alone."""
+    out: Deferred = Deferred()
+
+    def relay(result: Any) -> Any:
+        out.callback(None)
+        return result
+
+    d.addBoth(relay)
+    return out
