@@ -15,14 +15,11 @@ from twisted.trial import unittest
 from twisted_aleph import bytestreams as bs
 from twisted_aleph.stream import Stream, stream_of
 
+from tests.test_codec import chunked
 
-def cut(data: Any, cuts: List[int]) -> List[Any]:
-    points = sorted({min(max(x, 0), len(data)) for x in cuts})
-    out, last = [], 0
-    for p in points + [len(data)]:
-        out.append(data[last:p])
-        last = p
-    return out
+
+# one chunking helper for the codec and byte-stream tests (any sliceable works)
+cut = chunked
 
 
 def drain(test: unittest.TestCase, s: Any) -> List[Any]:

@@ -23,7 +23,7 @@ def frame(prefix: str = "uint32", pre: Any = None, post: Any = None) -> c.Compil
     return c.compile_frame(c.finite_frame(prefix, UTF8), pre, post)
 
 
-def chunked(data: bytes, cuts: List[int]) -> List[bytes]:
+def chunked(data: Any, cuts: List[int]) -> List[Any]:
     """Split ``data`` at the (sorted, deduplicated) cut points."""
     points = sorted({min(max(x, 0), len(data)) for x in cuts})
     out, last = [], 0
@@ -120,6 +120,11 @@ class EncodeTests(unittest.TestCase):
         self.assertEqual(c.encode(codec, "é"), b"\xc3\xa9")
         self.assertEqual(c.decode(codec, b"\xc3\xa9"), "é")
         self.assertRaises(TypeError, c.Decoder, codec)
+
+    def test_each_codec_error_has_its_own_values(self) -> None:
+        first = c.CodecError("one")
+        first.values.append("decoded before the error")
+        self.assertEqual(c.CodecError("two").values, [])  # not a shared class list
 
     def test_decode_needs_exactly_one_frame(self) -> None:
         codec = frame()

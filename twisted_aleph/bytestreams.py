@@ -136,6 +136,7 @@ class LineSplitter:
         self._partial: List[str] = []
 
     def feed(self, chunk: Any) -> List[str]:
+        """Add a chunk (bytes-like or str); return the lines it completed."""
         if isinstance(chunk, str):
             text = chunk
         elif isinstance(chunk, _BYTES_LIKE):

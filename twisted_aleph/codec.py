@@ -36,10 +36,13 @@ BytesLike = Union[bytes, bytearray, memoryview]
 class CodecError(ValueError):
     """Bytes or values that do not fit the codec.
 
-    ``values``: what a :class:`Decoder` feed completed before the error.
+    ``values``: what a :class:`Decoder` feed completed before the error
+    (each error has its own list).
     """
 
-    values: List[Any] = []
+    def __init__(self, *args: Any, values: Optional[List[Any]] = None) -> None:
+        super().__init__(*args)
+        self.values: List[Any] = values if values is not None else []
 
 
 class FrameTooLong(CodecError):
