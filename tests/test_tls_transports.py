@@ -218,6 +218,45 @@ def echo(s: Any, info: dict) -> None:
     stream.connect(s, s)
 
 
+class WSSTests(unittest.TestCase):
+    """wss:// with our websocket_client: round trip, and refusals as TLSError."""
+
+    def setUp(self) -> None:
+        self.files = make_pki(self)
+
+    def serve(self, context: Any) -> int:
+        server = http.start_server(demo_http.make_app(), 0, interface="127.0.0.1", tls=context)
+        self.addCleanup(server.close)
+        return server.port
+
+    async def test_echo_over_wss_with_client_certificate(self) -> None:
+        f = self.files
+        port = self.serve(mutual(f))
+        conn = await http.websocket_client(
+            f"wss://localhost:{port}/echo",
+            tls=tls.client_context(ca=f.ca_cert, cert=f.client_cert, key=f.client_key))
+        self.addCleanup(conn.close)
+        await conn.put("over TLS")
+        self.assertEqual(await conn.take(), "over TLS")
+
+    async def test_untrusted_server_is_a_tls_error(self) -> None:
+        f, other = self.files, make_pki(self)
+        port = self.serve(tls.server_context(f.server_cert, f.server_key))
+        with self.assertRaises(tls.TLSError) as caught:
+            await http.websocket_client(f"wss://localhost:{port}/echo",
+                                        tls=tls.client_context(ca=other.ca_cert))
+        self.assertIn(f"wss://localhost:{port}", str(caught.exception))
+        self.assertIn("certificate verify failed", str(caught.exception))
+
+    async def test_wrong_hostname_is_a_tls_error(self) -> None:
+        elsewhere = make_pki(self, hostnames=("elsewhere.example",))
+        port = self.serve(tls.server_context(elsewhere.server_cert, elsewhere.server_key))
+        with self.assertRaises(tls.TLSError) as caught:
+            await http.websocket_client(f"wss://127.0.0.1:{port}/echo",
+                                        tls=tls.client_context(ca=elsewhere.ca_cert))
+        self.assertIn("not valid for 127.0.0.1", str(caught.exception))
+
+
 class TCPTLSTests(unittest.TestCase):
     def setUp(self) -> None:
         self.files = make_pki(self)

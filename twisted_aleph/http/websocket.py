@@ -41,11 +41,13 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.util import parse_url
 from twisted.internet import defer, endpoints, ssl
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 
 from twisted_aleph.stream import Edge, SplicedStream, Stream
 from twisted_aleph.stream.graph import attach
+from twisted_aleph.tls import TLSError, connection_creator, tls_error_in
 
 log = Logger()
 
@@ -204,6 +206,7 @@ class _StreamBridge:
         super().connectionMade()  # type: ignore[misc]
 
     def connectionLost(self, reason: Any) -> None:
+        self.lost_reason = reason  # onClose (called from here) reports it
         super().connectionLost(reason)  # type: ignore[misc]
         # Autobahn leaves its close-handshake timers running after the
         # connection is gone; they would only find it closed. Cancel them.
@@ -263,6 +266,10 @@ class _StreamBridge:
         self.info["local_close_code"] = getattr(self, "localCloseCode", None)
         self.ended.callback(self.info)
         if not self.opened.called:
+            lost = getattr(self, "lost_reason", None)
+            if lost is not None and tls_error_in(lost) is not None:
+                self.opened.errback(lost)  # the TLS handshake failed: say so
+                return
             why = getattr(self, "wasNotCleanReason", None) or reason
             self.opened.errback(WebSocketHandshakeError(
                 why or "connection closed during the WebSocket handshake"))
@@ -540,14 +547,19 @@ def websocket_client(url: str, *, headers: Optional[Mapping[str, str]] = None,
     _configure(factory, False, max_message_size, ping_interval, ping_timeout,
                compression, buffer_size, clock)
     endpoint: Any = endpoints.HostnameEndpoint(reactor, host, port)
-    if is_secure:
-        if tls is None:
-            creator = ssl.optionsForClientTLS(host)
-        else:
-            from twisted_aleph.tls import connection_creator
-            creator = connection_creator(tls, host)
-        endpoint = endpoints.wrapClientTLS(creator, endpoint)
-    return endpoint.connect(factory).addCallback(lambda protocol: protocol.opened)
+    if not is_secure:
+        return endpoint.connect(factory).addCallback(lambda protocol: protocol.opened)
+    creator = ssl.optionsForClientTLS(host) if tls is None else connection_creator(tls, host)
+    endpoint = endpoints.wrapClientTLS(creator, endpoint)
+
+    def name_tls(failure: Failure) -> Any:
+        """A refused handshake or bad certificate fails as tls.TLSError."""
+        reason = tls_error_in(failure)
+        if reason is None:
+            return failure
+        raise TLSError(f"wss://{host}:{port}", reason) from failure.value
+    d = endpoint.connect(factory).addCallback(lambda protocol: protocol.opened)
+    return d.addErrback(name_tls)
 
 
 __all__ = [
