@@ -212,3 +212,26 @@ class RedisBusIntegration(unittest.TestCase):
         delivered = yield self.a.publish("room", "back")
         self.assertTrue(delivered)
         self.assertEqual((yield sb.take()), "back")
+
+
+class RedisBusCloseIsQuiet(unittest.TestCase):
+    """A deliberate close() is not reported as a lost connection."""
+
+    @defer.inlineCallbacks
+    def test_close_logs_no_reconnect_warning(self) -> defer.Generator:
+        if REDIS is None:
+            raise unittest.SkipTest("redis-server not installed (apt-get install redis-server)")
+        from twisted.logger import globalLogPublisher
+        from twisted_aleph.redisbus import RedisEventBus
+        port = free_port()
+        redis = start_redis(port)
+        self.addCleanup(lambda: stop_redis(redis))
+        yield redis.ready
+        events: list = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        bus = RedisEventBus(f"redis://127.0.0.1:{port}")
+        yield bus.when_connected()
+        yield bus.close()
+        warned = [e for e in events if "reconnecting" in str(e.get("log_format", ""))]
+        self.assertEqual(warned, [])

@@ -165,6 +165,7 @@ class RedisEventBus:
         self._topics: Dict[Hashable, List[Stream]] = {}
         self._channels: Dict[bytes, Hashable] = {}
         self._pending: Dict[Stream, Deferred] = {}
+        self._closing = False
         self._confirmed: set = set()
         self._confirm_waiters: Dict[bytes, List[Deferred]] = {}
         policy = backoffPolicy(initialDelay=0.1, maxDelay=5.0)
@@ -263,14 +264,17 @@ class RedisEventBus:
 
     def close(self) -> Deferred:
         """Close every subscriber stream and both connections."""
+        self._closing = True
         for subscribers in list(self._topics.values()):
             for s in list(subscribers):
                 s.close()
         waiters = [d for ds in self._confirm_waiters.values() for d in ds]
         self._confirm_waiters.clear()
         _fire_all(waiters)
-        return defer.gatherResults([defer.maybeDeferred(self._sub.stopService),
-                                    defer.maybeDeferred(self._pub.stopService)])
+        # On the next turn: ClientService refuses re-entrant calls, and close()
+        # is often called from a callback of its own connection events.
+        return defer.gatherResults([task.deferLater(self.reactor, 0, self._sub.stopService),
+                                    task.deferLater(self.reactor, 0, self._pub.stopService)])
 
     # -- connection events ----------------------------------------------------
 
@@ -286,7 +290,8 @@ class RedisEventBus:
         if self._sub_protocol is p:
             self._sub_protocol = None
             self._confirmed.clear()
-            log.warn("lost the Redis subscription connection; reconnecting")
+            if not self._closing:
+                log.warn("lost the Redis subscription connection; reconnecting")
 
     def _sub_command(self, *args: Any) -> None:
         p = self._sub_protocol
