@@ -10,6 +10,7 @@ from typing import Any, List
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger, formatEvent
 from twisted.trial import unittest
 
 from twisted_aleph import bytestreams as bs
@@ -180,6 +181,109 @@ class LineSeqTests(unittest.TestCase):
         self.assertEqual(splitter.finish(), ["d"])
         self.assertEqual(splitter.finish(), [])
         self.assertRaises(TypeError, splitter.feed, 5)
+
+
+class MaxLineLengthTests(unittest.TestCase):
+    """A line that never ends cannot make ``to_line_seq`` hold unbounded memory."""
+
+    def capture_log(self) -> List[Any]:
+        events: List[Any] = []
+        self.patch(bs, "log", Logger(observer=events.append))
+        return events
+
+    def test_stream_line_past_limit_closes_output_and_source(self) -> None:
+        events = self.capture_log()
+        chunks = Stream()
+        lines = bs.to_line_seq(chunks, max_line_length=8)
+        self.assertTrue(self.successResultOf(chunks.put(b"ok\nxxxxx")))
+        accepted = chunks.put(b"xxxxxxxxxx")       # the unfinished line is now 15
+        self.assertEqual(self.successResultOf(lines.take()), "ok")
+        self.assertEqual(self.successResultOf(lines.take("END")), "END")
+        self.assertTrue(lines.is_closed)
+        self.assertTrue(chunks.is_closed)          # the connection is dropped
+        self.assertFalse(self.successResultOf(chunks.put(b"more\n")))
+        self.successResultOf(accepted)             # the producer never sees an error
+        self.assertEqual(len(events), 1)
+        self.assertIsInstance(events[0]["error"], bs.LineTooLong)
+        self.assertIn("longer than 8 characters", formatEvent(events[0]))
+
+    def test_stream_default_limit_is_one_mib(self) -> None:
+        self.assertEqual(bs.DEFAULT_MAX_LINE_LENGTH, 1024 * 1024)
+        events = self.capture_log()
+        chunks = Stream()
+        lines = bs.to_line_seq(chunks)
+        taken = lines.take("END")
+        chunk = b"y" * 65536
+        sent = 0
+        while not chunks.is_closed and sent < 40:  # a peer that never sends a newline
+            chunks.put(chunk)
+            sent += 1
+        self.assertEqual(sent, 17)                 # 17 * 64 KiB > 1 MiB: closed there
+        self.assertEqual(self.successResultOf(taken), "END")
+        self.assertEqual(len(events), 1)
+
+    def test_lines_before_the_long_one_in_the_same_chunk_are_delivered(self) -> None:
+        self.capture_log()
+        lines = bs.to_line_seq(stream_of([b"a\nbb\n" + b"c" * 9 + b"\nd\n"]),
+                               max_line_length=8)
+        self.assertEqual(drain(self, lines), ["a", "bb"])
+
+    def test_limit_counts_the_line_without_its_terminator(self) -> None:
+        self.assertEqual(list(bs.to_line_seq([b"abcde\r", b"\nabcde"], max_line_length=5)),
+                         ["abcde", "abcde"])
+        self.assertEqual(list(bs.to_line_seq(["ab", "cde\r", "\n"], max_line_length=5)),
+                         ["abcde"])
+        self.assertRaises(bs.LineTooLong, list, bs.to_line_seq([b"abcdef"], max_line_length=5))
+        self.assertRaises(bs.LineTooLong, list, bs.to_line_seq([b"abcde\rx"], max_line_length=5))
+        self.assertEqual(list(bs.to_line_seq([b"x" * 100], max_line_length=None)), ["x" * 100])
+
+    def test_iterator_raises_after_the_lines_before(self) -> None:
+        def endless_without_newline() -> Any:   # bounded only so a bug cannot hang
+            yield b"first\n"
+            for _ in range(20000):
+                yield b"z" * 1000
+        it = bs.to_line_seq(endless_without_newline(), max_line_length=64 * 1024)
+        self.assertEqual(next(it), "first")
+        with self.assertRaises(bs.LineTooLong) as caught:
+            next(it)
+        self.assertIsInstance(caught.exception, ValueError)
+        self.assertIn("65536", str(caught.exception))
+
+    def test_file_and_deferred_inputs(self) -> None:
+        self.assertRaises(bs.LineTooLong, list,
+                          bs.to_line_seq(io.BytesIO(b"q" * 20), max_line_length=10))
+        d = bs.to_line_seq(succeed(io.BytesIO(b"a\n" + b"q" * 20)), max_line_length=10)
+        self.failureResultOf(d, bs.LineTooLong)
+
+    def test_in_memory_input_is_split_whole(self) -> None:
+        self.assertEqual(bs.to_line_seq(b"x" * 100, max_line_length=10), ["x" * 100])
+
+    @settings(max_examples=300, deadline=None)
+    @given(text=st.text(alphabet=st.sampled_from("ab\u20ac\n")),
+           cuts=st.lists(st.integers(min_value=0, max_value=60), max_size=12),
+           limit=st.integers(min_value=0, max_value=8), crlf=st.booleans())
+    def test_any_chunking_gives_the_lines_before_the_first_long_one(
+            self, text: str, cuts: List[int], limit: int, crlf: bool) -> None:
+        self.capture_log()
+        expected = text.splitlines()
+        long_at = next((i for i, line in enumerate(expected) if len(line) > limit), None)
+        data = (text.replace("\n", "\r\n") if crlf else text).encode("utf-8")
+        got: List[str] = []
+        it = bs.to_line_seq(cut(data, cuts), max_line_length=limit)
+        if long_at is None:
+            got.extend(it)
+            self.assertEqual(got, expected)
+        else:
+            with self.assertRaises(bs.LineTooLong):
+                for line in it:
+                    got.append(line)
+            self.assertEqual(got, expected[:long_at])
+        chunks = Stream()
+        lines = bs.to_line_seq(chunks, max_line_length=limit)
+        for piece in cut(data, cuts):
+            chunks.put(piece)
+        chunks.close()
+        self.assertEqual(drain(self, lines), expected if long_at is None else expected[:long_at])
 
 
 class ToByteStreamTests(unittest.TestCase):

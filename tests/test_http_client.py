@@ -8,6 +8,7 @@ request line, oversized headers) refused without hurting a good one.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from typing import Any, List
@@ -211,6 +212,98 @@ class RealServerTests(unittest.TestCase):
         pool = self.pool(tls=tls.client_context(ca=pki.ca_cert))
         resp = yield http.get(f"https://127.0.0.1:{server.port}/hello", pool=pool)
         self.assertEqual(bytestreams.to_string(resp["body"]), "hello world!")
+
+
+class MaxBodyTests(unittest.TestCase):
+    """A buffered pool reads at most ``max_body`` bytes, then hangs up."""
+
+    def serve(self, handler: Any) -> str:
+        server = http.start_server(handler, 0, interface="127.0.0.1")
+        self.addCleanup(server.close)
+        return f"http://127.0.0.1:{server.port}"
+
+    def pool(self, **kwargs: Any) -> Any:
+        pool = http.connection_pool(**kwargs)
+        self.addCleanup(pool.close)
+        return pool
+
+    def test_default_is_64_mib(self) -> None:
+        from twisted_aleph.http import client
+        self.assertEqual(client.DEFAULT_MAX_BODY, 64 * 1024 * 1024)
+        pool = http.connection_pool()
+        self.addCleanup(pool.close)
+        self.assertEqual(pool.max_body, client.DEFAULT_MAX_BODY)
+        self.assertEqual(stub_pool(Klein()).max_body, client.DEFAULT_MAX_BODY)
+
+    @defer.inlineCallbacks
+    def test_endless_chunked_body_fails_and_drops_the_connection(self) -> Any:
+        from twisted_aleph.http.client import BodyTooLarge
+        source = stream.to_source(itertools.repeat(b"x" * 4096))
+        source_closed: Deferred = Deferred()
+        source.on_closed(lambda: source_closed.callback(True))
+        app = Klein()
+
+        @app.route("/endless")
+        def endless(request: Any) -> dict:
+            return {"body": source}
+        base = self.serve(app)
+        d = http.get(base + "/endless", pool=self.pool(max_body=100000))
+        with self.assertRaises(BodyTooLarge) as caught:
+            yield d
+        self.assertEqual(caught.exception.max_body, 100000)
+        self.assertIn("exceeds max_body of 100000 bytes", str(caught.exception))
+        self.assertIn(base, str(caught.exception))
+        yield source_closed          # the server saw the client hang up
+
+    @defer.inlineCallbacks
+    def test_declared_length_over_the_cap_fails_before_reading(self) -> Any:
+        from twisted_aleph.http.client import BodyTooLarge
+        app = Klein()
+
+        @app.route("/big")
+        def big(request: Any) -> dict:
+            return {"headers": {"content-length": "5000"}, "body": b"y" * 5000}
+        base = self.serve(app)
+        pool = self.pool(max_body=4999)
+        with self.assertRaises(BodyTooLarge) as caught:
+            yield http.get(base + "/big", pool=pool)
+        self.assertEqual(caught.exception.length, 5000)
+        # the same pool still works: exactly at the cap, and a per-request override
+        resp = yield http.get(base + "/big", pool=pool, max_body=5000)
+        self.assertEqual(resp["body"].read(), b"y" * 5000)
+        resp = yield http.get(base + "/big", pool=pool, max_body=None)
+        self.assertEqual(len(resp["body"].read()), 5000)
+
+    @defer.inlineCallbacks
+    def test_per_request_cap_beats_the_pool(self) -> Any:
+        from twisted_aleph.http.client import BodyTooLarge
+        app = Klein()
+
+        @app.route("/ten")
+        def ten(request: Any) -> bytes:
+            return b"0123456789"
+        base = self.serve(app)
+        pool = self.pool()
+        with self.assertRaises(BodyTooLarge):
+            yield http.get(base + "/ten", pool=pool, max_body=9)
+        resp = yield http.get(base + "/ten", pool=pool)
+        self.assertEqual(resp["body"].read(), b"0123456789")
+
+    def test_stub_pool_cap(self) -> None:
+        from twisted_aleph.http.client import BodyTooLarge
+        app = Klein()
+
+        @app.route("/ten")
+        def ten(request: Any) -> dict:
+            return {"body": stream.stream_of([b"01234", b"56789"])}
+        pool = stub_pool(app)
+        pool.max_body = 7
+        d = http.get("http://test/ten", pool=pool)
+        pool.flush()
+        self.failureResultOf(d, BodyTooLarge)
+        d = http.get("http://test/ten", pool=pool, max_body=10)
+        pool.flush()
+        self.assertEqual(self.successResultOf(d)["body"].read(), b"0123456789")
 
 
 class WebSocketContractTests(unittest.TestCase):

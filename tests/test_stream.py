@@ -577,6 +577,34 @@ class ConsumeReduceTests(unittest.TestCase):
         out = s.zip_streams(s.stream_of("abc"), s.stream_of([1, 2]))
         self.assertEqual(collect(self, out), [("a", 1), ("b", 2)])
 
+    def test_zip_streams_logs_a_failed_take_and_closes(self) -> None:
+        from twisted.logger import Logger
+        from twisted_aleph.stream import operators
+
+        class FailingSource:
+            def __init__(self, failures: List[Any]) -> None:
+                self.failures = failures
+
+            def take(self, default: Any = None) -> Deferred:
+                failure = self.failures.pop(0)
+                if failure == "raise":
+                    raise ValueError("take raised")
+                if failure is None:
+                    return defer.succeed("ok")
+                return defer.fail(failure)
+
+        for failures, error, zipped in (
+                ([None, RuntimeError("disk on fire")], RuntimeError, [("a", "ok")]),
+                (["raise"], ValueError, [])):
+            events: List[Any] = []
+            self.patch(operators, "log", Logger(observer=events.append))
+            out = s.zip_streams(s.stream_of("abc"), FailingSource(failures))
+            self.assertEqual(collect(self, out), zipped)
+            self.assertTrue(out.is_closed)
+            self.assertEqual(len(events), 1)
+            self.assertTrue(events[0]["log_failure"].check(error))
+            self.assertIn("zip_streams", events[0]["log_format"])
+
 
 class ToSourceTests(unittest.TestCase):
 

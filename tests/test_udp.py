@@ -9,6 +9,7 @@ from typing import Any, List
 from twisted.internet import defer, reactor, task
 from twisted.internet.error import CannotListenError
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.logger import Logger, formatEvent
 from twisted.trial import unittest
 
 from twisted_aleph import stream as s
@@ -236,6 +237,28 @@ class SeedExampleTests(unittest.TestCase):
         server.close()
         self.assertTrue(socket.is_closed)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+    @defer.inlineCallbacks
+    def test_flood_of_bad_packets_is_logged_throttled(self) -> Any:
+        events: List[Any] = []
+        self.patch(demo, "log", Logger(observer=events.append))
+        clock = task.Clock()
+        socket = s.splice(s.Stream(), s.Stream(16))
+        server = yield demo.start_statsd_server(socket=socket, clock=clock, period=60.0)
+        self.addCleanup(server.close)
+        for i in range(1000):
+            yield socket.source.put({"host": "10.0.0.9", "port": 5, "message": b"junk%d" % i})
+        self.assertEqual(len(events), 1)
+        self.assertIn("ignoring bad statsd packet from 10.0.0.9", formatEvent(events[0]))
+        clock.advance(demo.BAD_PACKET_LOG_INTERVAL)
+        yield socket.source.put({"host": "10.0.0.9", "port": 5, "message": b"a:1"})
+        yield socket.source.put({"host": "10.0.0.9", "port": 5, "message": b"junk"})
+        self.assertEqual(len(events), 2)
+        self.assertEqual(events[1]["suppressed"], 999)
+        self.assertIn("999 more bad packets not logged", formatEvent(events[1]))
+        clock.advance(60.0 - demo.BAD_PACKET_LOG_INTERVAL)
+        rollup = yield server.take()
+        self.assertEqual(rollup, {"a": 1})      # the good packet still counted
 
     @defer.inlineCallbacks
     def test_seed_over_real_udp(self) -> Any:

@@ -10,7 +10,10 @@ socket.
 
 One difference from the seed, on purpose: a packet that does not parse is
 logged and skipped instead of ending the pipeline, so one bad sender cannot
-stop the server. The full protocol is :mod:`twisted_aleph.statsd`.
+stop the server. That log is throttled (``udp.LogThrottle``: one line per
+``BAD_PACKET_LOG_INTERVAL`` seconds, saying how many were held back), so a
+flood of garbage cannot flood the log too. The full protocol is
+:mod:`twisted_aleph.statsd`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from twisted_aleph import udp
 log = Logger()
 
 SERVER_PORT = 10002
+
+#: seconds between two "bad statsd packet" log lines (the rest are counted).
+BAD_PACKET_LOG_INTERVAL = 10.0
 
 
 def send_metric(socket: Any, metric: str, value: int, port: int = SERVER_PORT,
@@ -57,6 +63,10 @@ def start_statsd_server(port: int = SERVER_PORT, *, period: float = 1.0,
 
 def _run(socket: Any, period: float, clock: Optional[Any]) -> s.Stream:
     accumulator: Dict[str, int] = {}
+    if clock is None:
+        from twisted.internet import reactor
+        clock = reactor
+    throttle = udp.LogThrottle(BAD_PACKET_LOG_INTERVAL)
 
     def get_and_reset() -> Dict[str, int]:
         nonlocal accumulator
@@ -67,8 +77,12 @@ def _run(socket: Any, period: float, clock: Optional[Any]) -> s.Stream:
         try:
             metric, value = parse_statsd_packet(msg)
         except (ValueError, UnicodeDecodeError) as e:
-            log.warn("ignoring bad statsd packet from {host}: {error}",
-                     host=msg.get("host"), error=e)
+            may_log, suppressed = throttle.allow(clock.seconds())
+            if may_log:
+                held_back = (" ({suppressed} more bad packets not logged since the last line)"
+                             if suppressed else "")
+                log.warn("ignoring bad statsd packet from {host}: {error}" + held_back,
+                         host=msg.get("host"), error=e, suppressed=suppressed)
             return
         accumulator[metric] = accumulator.get(metric, 0) + value
 
@@ -78,4 +92,5 @@ def _run(socket: Any, period: float, clock: Optional[Any]) -> s.Stream:
     return metric_stream
 
 
-__all__ = ["SERVER_PORT", "send_metric", "parse_statsd_packet", "start_statsd_server"]
+__all__ = ["SERVER_PORT", "BAD_PACKET_LOG_INTERVAL", "send_metric", "parse_statsd_packet",
+           "start_statsd_server"]

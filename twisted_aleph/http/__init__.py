@@ -11,7 +11,7 @@ a 400. Client: ``get``/``post``/``put``/``delete``/``request`` and
 from __future__ import annotations
 
 from twisted_aleph.http.client import (
-    ConnectionPool, HTTPError, connection_pool, delete, get, head, post, put, request,
+    BodyTooLarge, ConnectionPool, HTTPError, connection_pool, delete, get, head, post, put, request,
 )
 from twisted_aleph.http.server import (
     BadRequest, HTTPServerService, RingResource, handler_resource, load_handler,
@@ -23,7 +23,7 @@ from twisted_aleph.http.websocket import (
 
 __all__ = [
     "start_server", "BadRequest", "RingResource", "HTTPServerService", "handler_resource",
-    "load_handler", "connection_pool", "ConnectionPool", "HTTPError", "request", "get",
+    "load_handler", "connection_pool", "ConnectionPool", "HTTPError", "BodyTooLarge", "request", "get",
     "post", "put", "delete", "head", "websocket_connection", "websocket_client",
     "websocket_close", "closed", "NotAWebSocket",
 ]

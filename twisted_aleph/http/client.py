@@ -6,7 +6,10 @@ value}, "body": ...}``. What the body is depends on the pool:
 
 * default: the whole body, read into memory, as a readable binary file
   (``io.BytesIO``), so ``bytestreams.to_string(resp["body"])`` and
-  ``to_line_seq`` are plain calls (Aleph gives an ``InputStream``);
+  ``to_line_seq`` are plain calls (Aleph gives an ``InputStream``). At
+  most ``max_body`` bytes (64 MiB unless the pool or request says
+  otherwise; None: unbounded): past that the Deferred fails with
+  :class:`BodyTooLarge` and the connection is dropped;
 * ``connection_pool(raw_stream=True)``: the Deferred fires at the headers
   and the body is a :class:`~twisted_aleph.stream.Stream` of ``bytes``
   chunks; a consumer that falls behind pauses the socket (backpressure),
@@ -31,10 +34,11 @@ Unlike Aleph, an error status does not fail the Deferred unless asked
 from __future__ import annotations
 
 import io
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import Deferred
+from twisted.internet import protocol
+from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import UNKNOWN_LENGTH
@@ -48,6 +52,15 @@ ResponseMap = Dict[str, Any]
 #: connections kept open per host by a pool (Aleph's default is 8 too).
 DEFAULT_MAX_PER_HOST = 8
 
+#: the largest response body a buffered pool reads into memory: 64 MiB.
+#: treq's own ``content()`` has no cap, but the default pool is shared by
+#: the whole process and a server (or a redirect) should not be able to
+#: exhaust its memory; bigger bodies belong in ``raw_stream=True`` pools,
+#: whose memory backpressure bounds. ``max_body=None`` restores treq's way.
+DEFAULT_MAX_BODY = 64 * 1024 * 1024
+
+_POOL_MAX_BODY: Any = object()  # request(max_body=...) not given: the pool's
+
 
 class HTTPError(Exception):
     """An error status, when ``throw_exceptions=True``; ``.response`` is the map."""
@@ -57,18 +70,38 @@ class HTTPError(Exception):
         self.response = response
 
 
+class BodyTooLarge(Exception):
+    """A buffered response body was longer than ``max_body`` bytes.
+
+    The connection it came on is dropped; ``.max_body`` is the cap,
+    ``.length`` what the server declared (Content-Length), if it did.
+    """
+
+    def __init__(self, url: str, max_body: int, length: Optional[int] = None) -> None:
+        declared = f" (Content-Length {length})" if length is not None else ""
+        super().__init__(
+            f"response body from {url}{declared} exceeds max_body of {max_body} bytes;"
+            " pass a larger max_body, max_body=None, or use connection_pool(raw_stream=True)")
+        self.url = url
+        self.max_body = max_body
+        self.length = length
+
+
 class ConnectionPool:
     """A treq client plus how response bodies are handed over.
 
     ``http_client`` is any treq ``HTTPClient`` (``testing.stub_pool`` builds
     one on an in-memory agent); normally :func:`connection_pool` makes it.
+    ``max_body``: the cap on a buffered body (see :data:`DEFAULT_MAX_BODY`).
     """
 
     def __init__(self, http_client: Any, *, raw_stream: bool = False,
-                 connections: Optional[HTTPConnectionPool] = None) -> None:
+                 connections: Optional[HTTPConnectionPool] = None,
+                 max_body: Optional[int] = DEFAULT_MAX_BODY) -> None:
         self.http_client = http_client
         self.raw_stream = raw_stream
         self.connections = connections
+        self.max_body = max_body
 
     def close(self) -> Deferred:
         """Close the kept-alive connections; Deferred fires once they are."""
@@ -81,11 +114,15 @@ class ConnectionPool:
 def connection_pool(*, raw_stream: bool = False, tls: Any = None, persistent: bool = True,
                     max_per_host: int = DEFAULT_MAX_PER_HOST,
                     connect_timeout: Optional[float] = None,
+                    max_body: Optional[int] = DEFAULT_MAX_BODY,
                     reactor: Any = None) -> ConnectionPool:
     """A pool of keep-alive connections (Aleph's ``connection-pool``).
 
     ``tls``: a client TLS policy for https URLs (``twisted_aleph.tls.client_context``
     or any ``IPolicyForHTTPS``); default: the platform's trust store.
+    ``max_body``: the most bytes a buffered response body may have (default
+    64 MiB, None: unbounded); past it the request fails with
+    :class:`BodyTooLarge`. A ``raw_stream`` pool ignores it (backpressure).
     """
     import treq.client
 
@@ -101,7 +138,7 @@ def connection_pool(*, raw_stream: bool = False, tls: Any = None, persistent: bo
         kwargs["connectTimeout"] = connect_timeout
     agent = Agent(reactor, **kwargs)
     return ConnectionPool(treq.client.HTTPClient(agent), raw_stream=raw_stream,
-                          connections=connections)
+                          connections=connections, max_body=max_body)
 
 
 _default_pool: Optional[ConnectionPool] = None
@@ -147,8 +184,12 @@ def response_headers(response: Any) -> Dict[str, str]:
 def request(method: str, url: str, *, query_params: Optional[Mapping[str, Any]] = None,
             headers: Optional[Mapping[str, Any]] = None, body: Any = None,
             pool: Optional[ConnectionPool] = None, follow_redirects: bool = True,
-            throw_exceptions: bool = False, timeout: Optional[float] = None) -> Deferred:
-    """Deferred of the response map for ``method url`` (see the module doc)."""
+            throw_exceptions: bool = False, timeout: Optional[float] = None,
+            max_body: Optional[int] = _POOL_MAX_BODY) -> Deferred:
+    """Deferred of the response map for ``method url`` (see the module doc).
+
+    ``max_body`` overrides the pool's cap on a buffered body for this request.
+    """
     if pool is None:
         pool = default_pool()
     params = None
@@ -162,7 +203,8 @@ def request(method: str, url: str, *, query_params: Optional[Mapping[str, Any]] 
     if pool.raw_stream:
         d.addCallback(_streamed_response)
     else:
-        d.addCallback(_buffered_response)
+        cap = pool.max_body if max_body is _POOL_MAX_BODY else max_body
+        d.addCallback(_buffered_response, cap, url)
     if throw_exceptions:
         d.addCallback(_raise_for_status)
     d.addErrback(_name_tls_failure, url)
@@ -175,20 +217,52 @@ def _name_tls_failure(failure: Failure, url: str) -> Failure:
     reason = tls_error_in(failure)
     if reason is None or isinstance(reason, TLSError):
         return failure
+    raise TLSError(_server_of(url), reason) from failure.value
+
+
+def _server_of(url: str) -> str:
+    """``scheme://host:port`` of ``url``: never a user:password in messages."""
     parts = urlsplit(url)
-    server = parts.netloc.rpartition("@")[2]  # never a user:password in messages
-    raise TLSError(f"{parts.scheme}://{server}", reason) from failure.value
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def _response_map(response: Any, body: Any) -> ResponseMap:
     return {"status": response.code, "headers": response_headers(response), "body": body}
 
 
-def _buffered_response(response: Any) -> Deferred:
+class _DropBody(protocol.Protocol):
+    """Takes a response body only to hang up at once (it is too large)."""
+
+    def connectionMade(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+
+def _buffered_response(response: Any, max_body: Optional[int], url: str) -> Deferred:
+    """Read the body into memory, at most ``max_body`` bytes of it; past
+    that, drop the connection (no more is read) and fail the request."""
     import treq
 
-    return treq.content(response).addCallback(
-        lambda data: _response_map(response, io.BytesIO(data)))
+    length = getattr(response, "length", UNKNOWN_LENGTH)
+    if max_body is not None and isinstance(length, int) and length > max_body:
+        response.deliverBody(_DropBody())  # declared too long: read none of it
+        return fail(BodyTooLarge(_server_of(url), max_body, length))
+    parts: List[bytes] = []
+    received = 0
+
+    def collect(data: bytes) -> None:
+        nonlocal received
+        if received < 0:
+            return  # already over the cap: the connection is being dropped
+        received += len(data)
+        if max_body is not None and received > max_body:
+            received = -1
+            del parts[:]
+            raise BodyTooLarge(_server_of(url), max_body)  # treq.collect hangs up
+        parts.append(data)
+
+    return treq.collect(response, collect).addCallback(
+        lambda _: _response_map(response, io.BytesIO(b"".join(parts))))
 
 
 def _streamed_response(response: Any) -> ResponseMap:
@@ -229,6 +303,6 @@ def head(url: str, **kwargs: Any) -> Deferred:
 
 
 __all__ = [
-    "ConnectionPool", "HTTPError", "connection_pool", "default_pool", "request",
+    "BodyTooLarge", "ConnectionPool", "DEFAULT_MAX_BODY", "HTTPError", "connection_pool", "default_pool", "request",
     "get", "post", "put", "delete", "head", "response_headers",
 ]

@@ -340,12 +340,22 @@ def periodically(period: float, fn: Callable[[], Any], clock: Any = None,
 
 
 def zip_streams(*sources: Any) -> Stream:
-    """A stream of tuples, one message from each source; ends with the first."""
+    """A stream of tuples, one message from each source; ends with the first.
+
+    A take that fails (or raises) is logged and closes the output, like a
+    drained source: never a silent stop or an unhandled Deferred error.
+    """
     dst = Stream(description="zip")
 
     def step(_: Any = None) -> None:
-        ds = [src.take(_DRAINED) for src in sources]
-        defer.gatherResults(ds).addCallbacks(got, lambda f: dst.close())
+        ds = [defer.maybeDeferred(src.take, _DRAINED) for src in sources]
+        defer.gatherResults(ds, consumeErrors=True).addCallbacks(got, failed)
+
+    def failed(f: Any) -> None:
+        if f.check(defer.FirstError):
+            f = f.value.subFailure
+        log.failure("zip_streams: take from a source failed; closing the zipped stream", f)
+        dst.close()
 
     def got(values: List[Any]) -> None:
         if any(v is _DRAINED for v in values):
