@@ -18,8 +18,21 @@ Each server runs in its own process (``--python``, pinned to CPU 0 with
   ``wrk -t1 -c5000 -d3s --timeout 10s --latency``, each connection asking
   again as soon as it is answered; latency p50/p99/max (ideal: 1 s each),
   requests answered, socket errors, and the server's peak RSS; baselines:
-  the plain Klein app returning a Deferred of bytes, and a raw Resource that
-  finishes each request from ``reactor.callLater(1, ...)``.
+  the plain Klein app returning ``deferLater(reactor, 1, ...)`` of bytes, and a
+  raw Resource that finishes each request from ``reactor.callLater(1, ...)``.
+  wrk re-asks for 3 s, so later requests queue behind earlier ones: this
+  latency measures the queue as much as the server.
+* The same 5,000 as a one-shot batch, against the same three servers: a raw
+  ``selectors`` client (its own process under ``--python``, on CPU 1) opens
+  5,000 keep-alive connections first, in waves the listen backlog holds,
+  until the server holds them all (not timed); then sends one GET on every
+  connection back to back and waits for all answers. Figures: seconds from
+  the first send to the last complete response ("all answered in"; ideal
+  1 s), latency min/p50/p99/max from each request's own send, the count
+  answered 200 "hello world!", server and client CPU seconds during the
+  batch (the client's stays a small fraction: it is not the bottleneck) and
+  the server's peak RSS. ``--batches`` (default 2) batches run on the same
+  connections; the first is the one-shot figure in ``--json``.
 * ``/numbers?count=100`` to 500 concurrent clients (100 lines at 100 ms: ~10
   s whatever ``--seconds`` says; a raw-Twisted client that counts lines):
   whether every client got 100 lines, the wall time and peak RSS; baseline:
@@ -28,19 +41,24 @@ Each server runs in its own process (``--python``, pinned to CPU 0 with
 Figures are noisy on a shared 2-core machine; compare the ratios.
 
     python bench/http_hello.py [--python PATH] [--seconds 5] [--warmup N] [--json]
-                               [--rounds 2] [--skip-concurrency]
+                               [--rounds 2] [--skip-concurrency] [--batches 2]
+                               [--only hello|delayed-wrk|delayed-batch|numbers ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
+import os
 import re
+import selectors
 import shutil
+import socket
 import subprocess
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 import _harness
 
@@ -82,9 +100,9 @@ def serve(kind: str) -> None:
 def _plain_klein_app() -> Any:
     """The demo app's routing table, /hello returning bytes the Klein way."""
     from klein import Klein
-    from twisted.internet.defer import Deferred
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
 
-    from twisted_aleph import deferred
     from twisted_aleph.demo import http as demo, websocket as websocket_demo
     app = Klein()
 
@@ -96,7 +114,7 @@ def _plain_klein_app() -> Any:
     @app.route("/delayed_hello", methods=["GET", "HEAD"])
     def delayed_hello(request: Any) -> Any:
         request.setHeader(b"content-type", b"text/plain")
-        return deferred.timeout(Deferred(), demo.DELAY, value=HELLO)
+        return deferLater(reactor, demo.DELAY, lambda: HELLO)
 
     @app.route("/numbers", methods=["GET", "HEAD"])
     def numbers(request: Any) -> Any:
@@ -247,6 +265,202 @@ def keepalive_load(port: int, seconds: float, warmup: float, server_pid: int,
     reactor.run()
 
 
+# -- the one-shot /delayed_hello batch (run with --batch): a raw selectors client ------
+#
+# wrk keeps every connection busy for its whole run, so answers queue behind the
+# previous round's and latency measures the queue. Here each connection asks exactly
+# once per batch: connections are opened first (not timed), then every GET goes out
+# back to back, and the batch ends at the last complete response. Plain sockets and
+# one selector, so the client spends a few microseconds per request and cannot be
+# the bottleneck (it runs on its own CPU).
+
+DELAYED_REQUEST = b"GET /delayed_hello HTTP/1.1\r\nHost: bench\r\n\r\n"
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.I)
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding:[ \t]*chunked", re.I)
+
+
+def parse_response(buf: bytes) -> Optional[Tuple[int, bytes, bytes]]:
+    """(status, body, what follows) of the first complete HTTP/1.1 response in
+    ``buf`` (Content-Length or chunked), or None while it is incomplete."""
+    head_end = buf.find(b"\r\n\r\n")
+    if head_end < 0:
+        return None
+    head = buf[:head_end + 2]
+    status = int(head.split(b" ", 2)[1])
+    pos = head_end + 4
+    length = _CONTENT_LENGTH.search(head)
+    if length:
+        end = pos + int(length.group(1))
+        return (status, buf[pos:end], buf[end:]) if len(buf) >= end else None
+    if not _CHUNKED.search(head):
+        return (status, b"", buf[pos:]) if status in (204, 304) else None
+    body = []
+    while True:
+        line_end = buf.find(b"\r\n", pos)
+        if line_end < 0:
+            return None
+        size = int(buf[pos:line_end].split(b";", 1)[0], 16)
+        pos = line_end + 2
+        if size == 0:
+            trailer_end = buf.find(b"\r\n\r\n", pos - 2)
+            if trailer_end < 0:
+                return None
+            return status, b"".join(body), buf[trailer_end + 4:]
+        if len(buf) < pos + size + 2:
+            return None
+        body.append(buf[pos:pos + size])
+        pos += size + 2
+
+
+def _server_fd_count(pid: int) -> Optional[int]:
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return None
+
+
+def _connect_wave_size() -> int:
+    """Connections per wave: half the kernel's cap on a listen backlog, at most 500,
+    so no wave can overflow the server's accept queue (and drop SYNs for 1 s)."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            somaxconn = int(f.read())
+    except (OSError, ValueError):
+        somaxconn = 128
+    return max(32, min(500, somaxconn // 2))
+
+
+def open_connections(port: int, clients: int, server_pid: int,
+                     sel: selectors.BaseSelector, timeout: float = 60.0) -> List[socket.socket]:
+    """``clients`` connected keep-alive sockets, opened in waves; after each wave,
+    wait until the server process holds that many more file descriptors (that is,
+    it has accepted them all), so the batch starts with every connection live."""
+    baseline = _server_fd_count(server_pid)
+    wave = _connect_wave_size()
+    socks: List[socket.socket] = []
+    while len(socks) < clients:
+        pending = set()
+        for _ in range(min(wave, clients - len(socks))):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            err = sock.connect_ex(("127.0.0.1", port))
+            if err not in (0, errno.EINPROGRESS):
+                raise OSError(err, "connect: " + os.strerror(err))
+            sel.register(sock, selectors.EVENT_WRITE)
+            pending.add(sock)
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise RuntimeError("%d connections still not connected after %g s" % (
+                    len(pending), timeout))
+            for key, _ in sel.select(1.0):
+                sock = key.fileobj  # type: ignore[assignment]
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    raise OSError(err, "connect: " + os.strerror(err))
+                sel.unregister(sock)
+                pending.discard(sock)
+                socks.append(sock)
+        if baseline is None:
+            continue
+        while (_server_fd_count(server_pid) or 0) - baseline < len(socks):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server accepted %d of %d connections in %g s" % (
+                    (_server_fd_count(server_pid) or 0) - baseline, len(socks), timeout))
+            time.sleep(0.01)  # polling another process's fd table; nothing here is timed
+    return socks
+
+
+def _percentile(ordered: List[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
+
+
+def one_batch(socks: List[socket.socket], sel: selectors.BaseSelector, server_pid: int,
+              timeout: float = 60.0) -> Dict[str, Any]:
+    """One GET /delayed_hello on every socket, back to back; wait for every answer.
+
+    Returns seconds from the first send to the last complete response
+    (``wall``), how long the sends took (``send_spread``), per-request latency
+    from its own send (min/p50/p99/max, ms), counts (answered at all, answered
+    200 with "hello world!" as ``ok``, connections the server closed), and the
+    CPU seconds the server and this client used meanwhile (the client's should
+    be a small fraction of the wall time: it is not the bottleneck)."""
+    n = len(socks)
+    clock = time.perf_counter
+    server_cpu, client_cpu = _harness.cpu_seconds(server_pid), time.process_time()
+    sent = [0.0] * n
+    done: List[Optional[float]] = [None] * n
+    buffers = [b""] * n
+    for i, sock in enumerate(socks):
+        sel.register(sock, selectors.EVENT_READ, i)
+    request = DELAYED_REQUEST
+    refused = []
+    for i, sock in enumerate(socks):
+        sent[i] = clock()
+        try:
+            sock.send(request)  # 45 bytes into an idle socket's empty buffer: never short
+        except OSError:  # the server closed it (in an earlier batch): counted as lost
+            refused.append(i)
+    send_spread = clock() - sent[0]
+    for i in refused:
+        sel.unregister(socks[i])
+    remaining, ok, closed = n - len(refused), 0, len(refused)
+    deadline = sent[0] + timeout
+    while remaining and clock() < deadline:
+        for key, _ in sel.select(1.0):
+            i = key.data
+            try:
+                data = socks[i].recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            now = clock()
+            if not data:
+                sel.unregister(socks[i])
+                closed += 1
+                if done[i] is None:
+                    remaining -= 1
+                continue
+            if done[i] is not None:
+                continue  # bytes after the answer: not ours to judge
+            parsed = parse_response(buffers[i] + data)
+            if parsed is None:
+                buffers[i] += data
+                continue
+            status, body, buffers[i] = parsed
+            done[i] = now
+            remaining -= 1
+            ok += status == 200 and body == HELLO
+    server_cpu = _harness.cpu_seconds(server_pid) - server_cpu
+    client_cpu = time.process_time() - client_cpu
+    for sock in socks:
+        if sel.get_map().get(sock.fileno()) is not None:
+            sel.unregister(sock)
+    latencies = sorted(d - s for d, s in zip(done, sent) if d is not None)
+    answered = len(latencies)
+    last = max((d for d in done if d is not None), default=None)
+    ms = [x * 1e3 for x in latencies] or [math.nan]
+    return {"clients": n, "answered": answered, "ok": ok, "closed": closed,
+            "wall": None if last is None else last - sent[0], "send_spread": send_spread,
+            "min": ms[0], "p50": _percentile(ms, 0.5), "p99": _percentile(ms, 0.99),
+            "max": ms[-1], "server_cpu": server_cpu, "client_cpu": client_cpu}
+
+
+def batch_load(port: int, clients: int, server_pid: int, batches: int) -> None:
+    """Open the connections, run ``batches`` batches on them one after the other
+    (the first is the one-shot figure), print ``RESULT {"batches": [...]}``."""
+    _harness.raise_fd_limit()
+    with selectors.DefaultSelector() as sel:
+        socks = open_connections(port, clients, server_pid, sel)
+        results = [one_batch(socks, sel, server_pid) for _ in range(batches)]
+        for sock in socks:
+            sock.close()
+    print("RESULT " + json.dumps({"batches": results}), flush=True)
+
+
 # -- orchestration --------------------------------------------------------------------
 
 KINDS = ("aleph", "klein", "raw")
@@ -376,6 +590,65 @@ def measure_delayed(args: argparse.Namespace, results: _harness.Results,
                         better="lower", note=a["note"] or b["note"])
 
 
+def warm_up(args: argparse.Namespace, server: _harness.Child) -> None:
+    """``--warmup`` seconds of keep-alive /hello (the same server code, JIT-warm)."""
+    if args.warmup <= 0:
+        return
+    if HAS_WRK:
+        _wrk(f"http://127.0.0.1:{server.port}/hello", 50, args.warmup)
+    else:
+        _harness.run_pinned(_harness.LOAD_CPU, _harness.script_argv(
+            args.python, __file__, "--keepalive", server.port, "--seconds", args.warmup,
+            "--warmup", 0, "--server-pid", server.pid))
+
+
+def batch_figures(args: argparse.Namespace, server: _harness.Child,
+                  clients: int) -> List[Dict[str, Any]]:
+    """The batch client's figures, one dict per batch, each with the server's peak RSS."""
+    warm_up(args, server)
+    out = _harness.run_pinned(_harness.LOAD_CPU, _harness.script_argv(
+        args.python, __file__, "--batch", server.port, "--clients", clients,
+        "--server-pid", server.pid, "--batches", args.batches), timeout=600)
+    batches = json.loads(_harness.last_line(out, "RESULT "))["batches"]
+    for batch in batches:
+        batch["rss"] = server.peak_rss_mb()
+    return batches
+
+
+def _batch_note(f: Dict[str, Any]) -> str:
+    if f["ok"] == f["clients"]:
+        return ""
+    return f"{f['ok']}/{f['clients']} answered 200 hello world!" + (
+        f", {f['closed']} closed" if f["closed"] else "")
+
+
+def measure_batch(args: argparse.Namespace, results: _harness.Results,
+                  clients: int = 5000) -> None:
+    print(f"/delayed_hello x{clients}, one-shot batch: {clients} keep-alive connections opened "
+          f"first (not timed), then one GET each, sent back to back (ideal: all answered 1 s "
+          f"after the first send):")
+    figures = {}
+    for kind in KINDS:
+        with _server(args, kind) as server:
+            batches = batch_figures(args, server, clients)
+        figures[kind] = batches[0]
+        for number, f in enumerate(batches, 1):
+            wall = "never" if f["wall"] is None else f"{f['wall']:5.2f} s"
+            note = _batch_note(f)
+            print(f"  {LABELS[kind]:16} batch {number}: {f['ok']:5d}/{clients} answered in {wall}"
+                  f" (sent in {f['send_spread'] * 1e3:3.0f} ms)  min {f['min']:5.0f}  p50 "
+                  f"{f['p50']:5.0f}  p99 {f['p99']:5.0f}  max {f['max']:5.0f} ms  CPU server "
+                  f"{f['server_cpu']:4.2f} s client {f['client_cpu']:4.2f} s  peak RSS "
+                  f"{f['rss']:4.0f} MB{'  <-- ' + note if note else ''}")
+    a = figures["aleph"]
+    for base in ("klein", "raw"):
+        b = figures[base]
+        note = "; ".join(x for x in (_batch_note(a), _batch_note(b) and
+                                     f"{SHORT[base]}: {_batch_note(b)}") if x)
+        results.add(f"/delayed x{clients} batch: all answered in vs {SHORT[base]}",
+                    a["wall"], b["wall"], "s", better="lower", note=note)
+
+
 def measure_numbers(args: argparse.Namespace, results: _harness.Results,
                     clients: int = 500) -> None:
     print(f"/numbers?count=100 to {clients} concurrent clients (~10 s each):")
@@ -401,17 +674,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved /hello rounds")
     parser.add_argument("--skip-concurrency", action="store_true",
                         help="only /hello (skip /delayed_hello and /numbers)")
+    parser.add_argument("--only", action="append", choices=PARTS,
+                        help="run only this part (repeat; default: all of %s)" % ", ".join(PARTS))
+    parser.add_argument("--batches", type=int, default=2,
+                        help="/delayed_hello batches on the same connections; the first is "
+                             "the one-shot figure (default 2)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--load", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--keepalive", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--path", default="/hello", help=argparse.SUPPRESS)
     parser.add_argument("--clients", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         return serve(args.serve)
     if args.load:
         return concurrent_load(args.load, args.path, args.clients)
+    if args.batch:
+        return batch_load(args.batch, args.clients, args.server_pid, args.batches)
     if args.keepalive:
         return keepalive_load(args.keepalive, args.seconds, args.warmup or 0.0, args.server_pid)
 
@@ -419,11 +700,17 @@ def main() -> None:
     _harness.raise_fd_limit()
     _harness.header("HTTP", args)
     results = _harness.Results("http", args)
-    measure_hello(args, results)
-    if not args.skip_concurrency:
-        measure_delayed(args, results)
-        measure_numbers(args, results)
+    parts = args.only or (PARTS[:1] if args.skip_concurrency else PARTS)
+    for part in PARTS:
+        if part in parts:
+            MEASURES[part](args, results)
     results.emit()
+
+
+#: the parts of the run, in order (``--only``)
+PARTS = ("hello", "delayed-wrk", "delayed-batch", "numbers")
+MEASURES = {"hello": measure_hello, "delayed-wrk": measure_delayed,
+            "delayed-batch": measure_batch, "numbers": measure_numbers}
 
 
 if __name__ == "__main__":
