@@ -339,6 +339,13 @@ def free_tcp_ports(n: int) -> List[int]:
             sock.close()
 
 
+def system_env() -> dict:
+    """The environment for Debian's own Python tools (carbon-cache,
+    whisper-fetch): without PYTHONPATH, which may point at this virtualenv's
+    packages (``trial -j`` sets it), too new for the system interpreter."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
 class CarbonProcess(ProcessProtocol):
     """carbon-cache in --debug mode; ``wrote(metric)`` fires once it logs
     that datapoints for ``metric`` reached their whisper file."""
@@ -389,7 +396,7 @@ class CarbonIntegrationTests(unittest.TestCase):
         carbon = CarbonProcess()
         process = reactor.spawnProcess(
             carbon, shutil.which("carbon-cache"),
-            ["carbon-cache", f"--config={conf}", "--debug", "start"], env=dict(os.environ))
+            ["carbon-cache", f"--config={conf}", "--debug", "start"], env=system_env())
 
         def stop_carbon() -> Deferred:
             if not carbon.ended.called:
@@ -406,7 +413,7 @@ class CarbonIntegrationTests(unittest.TestCase):
         # this test's timeout); then read it back with graphite's own tool.
         yield carbon.wrote("stats.counters.carbon_it.count")
         wsp = os.path.join(workdir, "whisper", "stats", "counters", "carbon_it", "count.wsp")
-        out = yield getProcessOutput(shutil.which("whisper-fetch"), [wsp], env=dict(os.environ))
+        out = yield getProcessOutput(shutil.which("whisper-fetch"), [wsp], env=system_env())
         values = [float(v) for _, v in (ln.split() for ln in out.decode().splitlines())
                   if v != "None"]
         self.assertIn(3.0, values, carbon.output.decode()[-2000:])
