@@ -268,3 +268,61 @@ class Results:
             "bench": self.bench, "python": self.args.python_label,
             "warmup": self.args.warmup, "seconds": self.args.seconds,
             "rows": self.rows}, separators=(",", ":")), flush=True)
+
+
+def hello_keepalive_factory(counter: List[int], host: str = "localhost") -> Any:
+    """A Twisted client factory for wrk's stand-in: each connection pipelines
+    ``GET /hello`` and sends one more for every ``hello world!`` answer,
+    counting answers in ``counter[0]``. Wrap it in TLSMemoryBIOFactory for TLS."""
+    import re
+
+    from twisted.internet import protocol
+
+    request = b"GET /hello HTTP/1.1\r\nHost: " + host.encode("ascii") + b"\r\n\r\n"
+    body = b"hello world!"
+    end_of_response = re.compile(rb"\r\n\r\n" + re.escape(body))
+
+    class KeepAlive(protocol.Protocol):
+        buf = b""
+
+        def connectionMade(self) -> None:
+            self.transport.write(request)
+
+        def dataReceived(self, data: bytes) -> None:
+            self.buf += data
+            n = len(end_of_response.findall(self.buf))
+            if n:
+                self.buf = self.buf[self.buf.rfind(body) + len(body):]
+                counter[0] += n
+                self.transport.write(request * n)
+
+    return protocol.ClientFactory.forProtocol(KeepAlive)
+
+
+def report_rate_after(reactor: Any, counter: List[int], warmup: float, seconds: float,
+                      server_pid: int) -> None:
+    """In a load process: after ``warmup`` s, count ``counter[0]`` for
+    ``seconds`` s, then print ``RATE <per second> <server CPU us per count>``
+    and stop the reactor. :func:`read_rate` parses it."""
+    import time
+
+    marks: List[Any] = []
+
+    def start() -> None:
+        marks.append((time.perf_counter(), counter[0], cpu_seconds(server_pid)))
+        reactor.callLater(seconds, stop)
+
+    def stop() -> None:
+        t0, c0, cpu0 = marks[0]
+        n = counter[0] - c0
+        cpu_us = (cpu_seconds(server_pid) - cpu0) * 1e6 / max(n, 1)
+        print(f"RATE {n / (time.perf_counter() - t0):.1f} {cpu_us:.3f}", flush=True)
+        reactor.stop()
+
+    reactor.callLater(warmup, start)
+
+
+def read_rate(out: str) -> Any:
+    """(per second, server CPU us per count) from a load process's output."""
+    rate, cpu_us = last_line(out, "RATE ").split()
+    return float(rate), float(cpu_us)

@@ -225,27 +225,10 @@ def keepalive_load(port: int, seconds: float, warmup: float, server_pid: int,
                    connections: int = 50) -> None:
     """wrk's stand-in: keep-alive GET /hello on ``connections`` sockets; prints
     req/s and the server's CPU microseconds per request."""
-    from twisted.internet import protocol, reactor
+    from twisted.internet import reactor
 
-    request = b"GET /hello HTTP/1.1\r\nHost: b\r\n\r\n"
     counter = [0]
-    end_of_response = re.compile(rb"\r\n\r\nhello world!")
-
-    class KeepAlive(protocol.Protocol):
-        buf = b""
-
-        def connectionMade(self) -> None:
-            self.transport.write(request)
-
-        def dataReceived(self, data: bytes) -> None:
-            self.buf += data
-            n = len(end_of_response.findall(self.buf))
-            if n:
-                self.buf = self.buf[self.buf.rfind(b"hello world!") + len(HELLO):]
-                counter[0] += n
-                self.transport.write(request * n)
-
-    factory = protocol.ClientFactory.forProtocol(KeepAlive)
+    factory = _harness.hello_keepalive_factory(counter, host="b")
     for _ in range(connections):
         reactor.connectTCP("127.0.0.1", port, factory)
     start = [0.0, 0.0]

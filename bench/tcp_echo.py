@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import time
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import _harness
 
@@ -105,20 +104,7 @@ def run_load(port: int, connections: int, inflight: int, seconds: float,
     factory = ClientFactory.forProtocol(Load)
     for _ in range(connections):
         reactor.connectTCP("127.0.0.1", port, factory)
-    marks: List[Any] = []
-
-    def start() -> None:
-        marks.append((time.perf_counter(), counter[0], _harness.cpu_seconds(server_pid)))
-        reactor.callLater(seconds, stop)
-
-    def stop() -> None:
-        t0, c0, cpu0 = marks[0]
-        n = counter[0] - c0
-        cpu_us = (_harness.cpu_seconds(server_pid) - cpu0) * 1e6 / max(n, 1)
-        print(f"RATE {n / (time.perf_counter() - t0):.1f} {cpu_us:.3f}", flush=True)
-        reactor.stop()
-
-    reactor.callLater(warmup, start)
+    _harness.report_rate_after(reactor, counter, warmup, seconds, server_pid)
     reactor.run()
 
 
@@ -174,8 +160,7 @@ def measure_rate(args: argparse.Namespace, variant: str) -> Tuple[float, float]:
             args.python, __file__, "--role", "load", "--port", server.port,
             "--connections", args.connections, "--inflight", args.inflight,
             "--seconds", args.seconds, "--warmup", args.warmup, "--server-pid", server.pid))
-    rate, cpu_us = _harness.last_line(out, "RATE ").split()
-    return float(rate), float(cpu_us)
+    return _harness.read_rate(out)
 
 
 def measure_idle(python: str, variant: str, count: int) -> Optional[float]:

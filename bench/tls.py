@@ -197,29 +197,12 @@ def handshake_load(port: int, pki_dir: str, mutual: bool, concurrency: int,
 def keepalive_load(port: int, pki_dir: str, seconds: float, warmup: float,
                    server_pid: int, connections: int = 50) -> None:
     """wrk's stand-in: keep-alive GET /hello over TLS on ``connections`` sockets."""
-    from twisted.internet import protocol, reactor
+    from twisted.internet import reactor
     from twisted.protocols.tls import TLSMemoryBIOFactory
 
-    request = b"GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"
     counter = [0]
-    end_of_response = re.compile(rb"\r\n\r\nhello world!")
-
-    class KeepAlive(protocol.Protocol):
-        buf = b""
-
-        def connectionMade(self) -> None:
-            self.transport.write(request)
-
-        def dataReceived(self, data: bytes) -> None:
-            self.buf += data
-            n = len(end_of_response.findall(self.buf))
-            if n:
-                self.buf = self.buf[self.buf.rfind(HELLO) + len(HELLO):]
-                counter[0] += n
-                self.transport.write(request * n)
-
     factory = TLSMemoryBIOFactory(_client_creator(pki_dir, False), True,
-                                  protocol.ClientFactory.forProtocol(KeepAlive))
+                                  _harness.hello_keepalive_factory(counter))
     for _ in range(connections):
         reactor.connectTCP("127.0.0.1", port, factory)
     _measure(seconds, warmup, server_pid, counter, "req/s")

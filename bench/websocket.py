@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import time
 from typing import Any, Dict, List, Set, Tuple
 
 import _harness
@@ -180,7 +179,6 @@ def run_load(mode: str, port: int, connections: int, inflight: int, seconds: flo
     listeners = Factory()
     for _ in range(connections if mode == "echo" else connections - 1):
         reactor.connectTCP("127.0.0.1", port, listeners)
-    marks: List[Tuple[float, int]] = []
 
     if mode == "chat":
         class Publisher(Client):
@@ -203,19 +201,7 @@ def run_load(mode: str, port: int, connections: int, inflight: int, seconds: flo
         reactor.callLater(0.5, start_publishing)  # listeners first
         warmup += 1.0
 
-    def start() -> None:
-        marks.append((time.perf_counter(), counter[0], _harness.cpu_seconds(server_pid)))
-        reactor.callLater(seconds, stop)
-
-    def stop() -> None:
-        t0, c0, cpu0 = marks[0]
-        n = counter[0] - c0
-        rate = n / (time.perf_counter() - t0)
-        print(f"CPU-US {(_harness.cpu_seconds(server_pid) - cpu0) * 1e6 / max(n, 1):.3f}")
-        print(f"RATE {rate:.1f}", flush=True)
-        reactor.stop()
-
-    reactor.callLater(warmup, start)
+    _harness.report_rate_after(reactor, counter, warmup, seconds, server_pid)
     reactor.run()
 
 
@@ -231,7 +217,7 @@ def measure(variant: str, mode: str, connections: int,
             "--connections", connections, "--inflight", args.inflight,
             "--seconds", args.seconds, "--warmup", args.warmup, "--server-pid", server.pid)
         out = _harness.run_pinned(_harness.LOAD_CPU, argv)
-    return float(_harness.last_line(out, "RATE ")), float(_harness.last_line(out, "CPU-US "))
+    return _harness.read_rate(out)
 
 
 def main() -> None:
