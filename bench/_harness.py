@@ -326,3 +326,29 @@ def read_rate(out: str) -> Any:
     """(per second, server CPU us per count) from a load process's output."""
     rate, cpu_us = last_line(out, "RATE ").split()
     return float(rate), float(cpu_us)
+
+
+HELLO = b"hello world!"
+
+
+def quiet_site(root: Any) -> Any:
+    """A twisted.web Site that writes no access log (the baselines' site)."""
+    from twisted.web.server import Site
+
+    class QuietSite(Site):
+        def log(self, request: Any) -> None:
+            pass
+    return QuietSite(root)
+
+
+def hello_resource() -> Any:
+    """The raw twisted.web baseline's leaf: GET answers ``hello world!``."""
+    from twisted.web import resource
+
+    class Hello(resource.Resource):
+        isLeaf = True
+
+        def render_GET(self, request: Any) -> bytes:
+            request.setHeader(b"content-type", b"text/plain")
+            return HELLO
+    return Hello()

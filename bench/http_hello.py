@@ -67,15 +67,6 @@ HELLO = b"hello world!"
 
 # -- servers (run with --serve KIND, print the port, serve until killed) ----------
 
-def _quiet_site(resource: Any) -> Any:
-    from twisted.web.server import Site
-
-    class QuietSite(Site):
-        def log(self, request: Any) -> None:
-            pass
-    return QuietSite(resource)
-
-
 def serve(kind: str) -> None:
     _harness.raise_fd_limit()
     from twisted.internet import reactor
@@ -90,7 +81,7 @@ def serve(kind: str) -> None:
             root = _plain_klein_app().resource()
         else:
             root = _raw_resource()
-        port = reactor.listenTCP(0, _quiet_site(root), backlog=4096,
+        port = reactor.listenTCP(0, _harness.quiet_site(root), backlog=4096,
                                  interface="127.0.0.1").getHost().port
     del server, resource
     _harness.print_port(port)
@@ -128,13 +119,6 @@ def _raw_resource() -> Any:
     from twisted.internet import reactor, task
     from twisted.web import resource, server
 
-    class Hello(resource.Resource):
-        isLeaf = True
-
-        def render_GET(self, request: Any) -> bytes:
-            request.setHeader(b"content-type", b"text/plain")
-            return HELLO
-
     class Delayed(resource.Resource):
         isLeaf = True
 
@@ -164,7 +148,7 @@ def _raw_resource() -> Any:
             return server.NOT_DONE_YET
 
     root = resource.Resource()
-    root.putChild(b"hello", Hello())
+    root.putChild(b"hello", _harness.hello_resource())
     root.putChild(b"delayed_hello", Delayed())
     root.putChild(b"numbers", Numbers())
     return root

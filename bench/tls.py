@@ -97,22 +97,11 @@ def _raw_context(files: Any, mutual: bool) -> Any:
 
 
 def _raw_site() -> Any:
-    from twisted.web import resource, server
-
-    class Hello(resource.Resource):
-        isLeaf = True
-
-        def render_GET(self, request: Any) -> bytes:
-            request.setHeader(b"content-type", b"text/plain")
-            return HELLO
-
-    class QuietSite(server.Site):
-        def log(self, request: Any) -> None:
-            pass
+    from twisted.web import resource
 
     root = resource.Resource()
-    root.putChild(b"hello", Hello())
-    return QuietSite(root)
+    root.putChild(b"hello", _harness.hello_resource())
+    return _harness.quiet_site(root)
 
 
 # -- load (run with --handshakes PORT or --keepalive PORT) ---------------------------
