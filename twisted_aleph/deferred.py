@@ -129,24 +129,27 @@ def timeout(d: Deferred, seconds: float, *, value: Any = NOTHING,
         return d
     if clock is None:
         from twisted.internet import reactor as clock  # type: ignore[no-redef]
-
-    def expire() -> None:
-        if d.called:
-            return
-        if value is NOTHING:
-            d.errback(TimeoutError(f"timed out after {seconds} s"))
-        else:
-            d.callback(value)
-
-    call = clock.callLater(seconds, expire)
-
-    def cancel(result: Any) -> Any:
-        if call.active():
-            call.cancel()
-        return result
-
-    d.addBoth(cancel)
+    # Module-level callbacks with their arguments, not closures: a server may
+    # hold thousands of these at once, and each closure is more objects for
+    # the garbage collector to walk.
+    call = clock.callLater(seconds, _expire, d, seconds, value)
+    d.addBoth(_cancel_call, call)
     return d
+
+
+def _expire(d: Deferred, seconds: float, value: Any) -> None:
+    if d.called:
+        return
+    if value is NOTHING:
+        d.errback(TimeoutError(f"timed out after {seconds} s"))
+    else:
+        d.callback(value)
+
+
+def _cancel_call(result: Any, call: Any) -> Any:
+    if call.active():
+        call.cancel()
+    return result
 
 
 def future(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:

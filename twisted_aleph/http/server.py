@@ -61,7 +61,7 @@ from twisted_aleph import stream
 from twisted_aleph.http.body import (
     StreamProducer, file_size, file_source, to_chunk,
 )
-from twisted_aleph.server import Server
+from twisted_aleph.server import Server, restore_gc, tune_gc
 
 log = Logger()
 
@@ -230,14 +230,19 @@ def adapt_result(request: Any, result: Any) -> Any:
     if type(result) is dict and not getattr(request, "aleph_upgraded", False):
         return respond(request, result)  # the common case first
     if isinstance(result, Deferred):
-        return result.addCallback(lambda r: adapt_result(request, r))
+        return result.addCallback(_adapt_later, request)
     if inspect.iscoroutine(result):
-        return ensureDeferred(result).addCallback(lambda r: adapt_result(request, r))
+        return ensureDeferred(result).addCallback(_adapt_later, request)
     if getattr(request, "aleph_upgraded", False):
         return NO_RESPONSE
     if isinstance(result, dict):
         return respond(request, result)
     return result
+
+
+def _adapt_later(result: Any, request: Any) -> Any:
+    """``adapt_result`` as a Deferred callback (an argument, not a closure)."""
+    return adapt_result(request, result)
 
 
 # -- errors --------------------------------------------------------------------
@@ -421,23 +426,34 @@ class AlephSite(Site):
 
 def _track_connection(protocol: Any, server: Server, channels: Set[Any]) -> None:
     """Make ``server`` hold the connection's transport while it is open."""
-    make_connection, connection_lost = protocol.makeConnection, protocol.connectionLost
-    transports: List[Any] = []
+    tracker = _ConnectionTracker(protocol, server, channels)
+    protocol.makeConnection = tracker.make_connection
+    protocol.connectionLost = tracker.connection_lost
 
-    def makeConnection(transport: Any) -> None:
-        transports.append(transport)
-        server.track(transport)
-        channels.add(protocol)
-        make_connection(transport)
 
-    def connectionLost(reason: Any) -> None:
-        channels.discard(protocol)
-        for transport in transports:
-            server.untrack(transport)
-        connection_lost(reason)
+class _ConnectionTracker:
+    """Stands in for a protocol's ``makeConnection`` and ``connectionLost``
+    (one small object per connection rather than a nest of closures: the
+    garbage collector walks every live connection's objects)."""
 
-    protocol.makeConnection = makeConnection
-    protocol.connectionLost = connectionLost
+    __slots__ = ("protocol", "server", "channels", "transport", "_make", "_lost")
+
+    def __init__(self, protocol: Any, server: Server, channels: Set[Any]) -> None:
+        self.protocol, self.server, self.channels = protocol, server, channels
+        self.transport: Any = None
+        self._make, self._lost = protocol.makeConnection, protocol.connectionLost
+
+    def make_connection(self, transport: Any) -> None:
+        self.transport = transport
+        self.server.track(transport)
+        self.channels.add(self.protocol)
+        self._make(transport)
+
+    def connection_lost(self, reason: Any) -> None:
+        self.channels.discard(self.protocol)
+        if self.transport is not None:
+            self.server.untrack(self.transport)
+        self._lost(reason)
 
 
 def _no_keep_alive(request: Any, version: bytes) -> bool:
@@ -559,7 +575,7 @@ class HTTPServerService(service.Service):
                  tls: Any = None, fd: Optional[int] = None,
                  shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
                  response_headers: Optional[Dict[str, str]] = None,
-                 reactor: Any = None) -> None:
+                 gc_threshold: int = 0, reactor: Any = None) -> None:
         self.handler = handler
         self.port = port
         self.interface = interface
@@ -567,8 +583,10 @@ class HTTPServerService(service.Service):
         self.fd = fd
         self.shutdown_timeout = shutdown_timeout
         self.response_headers = response_headers
+        self.gc_threshold = gc_threshold
         self._reactor = reactor
         self.server: Optional[HTTPServer] = None
+        self._gc_before: Any = None
 
     def startService(self) -> None:
         super().startService()
@@ -577,9 +595,12 @@ class HTTPServerService(service.Service):
                                    response_headers=self.response_headers)
         log.info("aleph-http listening on {interface}:{port} (pid {pid})",
                  interface=self.interface, port=self.server.port, pid=os.getpid())
+        self._gc_before = tune_gc(self.gc_threshold)
 
     def stopService(self) -> Any:
         super().stopService()
+        restore_gc(self._gc_before)
+        self._gc_before = None
         if self.server is not None:
             server, self.server = self.server, None
             log.info("aleph-http shutting down: {n} connections open, {t} s to finish",
