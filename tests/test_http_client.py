@@ -8,6 +8,7 @@ request line, oversized headers) refused without hurting a good one.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import tempfile
@@ -23,6 +24,7 @@ from twisted_aleph import bytestreams, deferred, http, stream, tls
 from twisted_aleph.demo import http as demo
 from twisted_aleph.http.body import BodyReceiver, StreamProducer
 from twisted_aleph.http.testing import stub_pool
+from twisted_aleph.server import SERVER_GC_THRESHOLD
 
 
 class Collector(protocol.Protocol):
@@ -415,6 +417,10 @@ class PluginTests(unittest.TestCase):
         service = plugin.aleph_http.makeService(options)
         service.startService()
         self.addCleanup(service.stopService)
+        # the ready server tunes CPython's collector while it runs (tests/test_server.py)
+        self.assertEqual(service.gc_threshold, SERVER_GC_THRESHOLD)
+        if hasattr(gc, "freeze"):
+            self.assertEqual(gc.get_threshold()[0], SERVER_GC_THRESHOLD)
         pool = http.connection_pool()
         self.addCleanup(pool.close)
         resp = yield http.get(f"http://127.0.0.1:{service.server.port}/hello", pool=pool)

@@ -1,12 +1,23 @@
-"""Server: close() hangs up connections, then aborts the ones that linger."""
+"""Server: close() hangs up connections, then aborts the ones that linger;
+the ready servers' garbage collector tuning."""
 
 from __future__ import annotations
 
-from twisted.internet import task
+import gc
+import platform
+from typing import Any
+
+from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
+from twisted.python import usage
 from twisted.trial import unittest
 
-from twisted_aleph.server import Server
+from twisted_aleph import server as server_module
+from twisted_aleph.server import (
+    SERVER_GC_OLDER_THRESHOLDS, SERVER_GC_THRESHOLD, Server, restore_gc, tune_gc,
+)
+
+CPYTHON = platform.python_implementation() == "CPython"
 
 
 class FakePort:
@@ -73,3 +84,67 @@ class ServerCloseTests(unittest.TestCase):
         server = Server(BrokenPort(), reactor=task.Clock())
         self.successResultOf(server.close())
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class GCTuningTests(unittest.TestCase):
+    """``tune_gc`` on CPython: thresholds raised, start-up frozen, all undone by
+    ``restore_gc``; on PyPy (no ``gc.freeze``) it does nothing."""
+
+    def setUp(self) -> None:
+        self.before = gc.get_threshold() if CPYTHON else None
+
+    def test_tune_then_restore(self) -> None:
+        previous = tune_gc(12345)
+        self.addCleanup(restore_gc, previous)
+        if not CPYTHON:
+            self.assertIsNone(previous)
+            return
+        self.assertEqual(previous, self.before)
+        self.assertEqual(gc.get_threshold(), (12345,) + SERVER_GC_OLDER_THRESHOLDS)
+        self.assertGreater(gc.get_freeze_count(), 0)
+        restore_gc(previous)
+        self.assertEqual(gc.get_threshold(), self.before)
+        self.assertEqual(gc.get_freeze_count(), 0)
+
+    def test_zero_leaves_the_collector_alone(self) -> None:
+        self.assertIsNone(tune_gc(0))
+        if CPYTHON:
+            self.assertEqual(gc.get_threshold(), self.before)
+            self.assertEqual(gc.get_freeze_count(), 0)
+        restore_gc(None)  # nothing to undo: no error
+
+    def test_option_default_and_refusal(self) -> None:
+        class Options(server_module.GCOptions, usage.Options):
+            def postOptions(self) -> None:
+                server_module.check_gc_option(self)
+
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options["gc-threshold"], SERVER_GC_THRESHOLD)
+        options.parseOptions(["--gc-threshold", "0"])
+        self.assertEqual(options["gc-threshold"], 0)
+        e = self.assertRaises(usage.UsageError, Options().parseOptions, ["--gc-threshold", "-1"])
+        self.assertIn("--gc-threshold", str(e))
+
+    @defer.inlineCallbacks
+    def test_ready_services_tune_while_running(self) -> Any:
+        """Each ready server's service tunes on start and restores on stop."""
+        from twisted_aleph.http import HTTPServerService
+        from twisted_aleph.statsd import StatsdService
+        from twisted_aleph.tcp import TCPServerService
+        services = [
+            HTTPServerService(lambda request: {"body": "x"}, 0, interface="127.0.0.1",
+                              gc_threshold=4321),
+            TCPServerService(lambda s, info: None, 0, interface="127.0.0.1",
+                             gc_threshold=4321),
+            StatsdService(0, interface="127.0.0.1", gc_threshold=4321),
+        ]
+        for service in services:
+            service.startService()
+            tuned = gc.get_threshold()[0] if CPYTHON else None
+            yield service.stopService()
+            if CPYTHON:
+                self.assertEqual(tuned, 4321, service)
+                self.assertEqual(gc.get_threshold(), self.before, service)
+                self.assertEqual(gc.get_freeze_count(), 0, service)
+

@@ -278,7 +278,7 @@ class OptionsTests(unittest.TestCase):
 
     def test_bad_options(self) -> None:
         for argv in [["--flush-interval", "0"], ["--graphite", "nohost:port"],
-                     ["--percentiles", "ninety"], ["--port", "x"]]:
+                     ["--percentiles", "ninety"], ["--port", "x"], ["--gc-threshold", "-5"]]:
             self.assertRaises(usage.UsageError, statsd.Options().parseOptions, argv)
 
     def test_parse_address(self) -> None:
@@ -293,6 +293,7 @@ class OptionsTests(unittest.TestCase):
         o = statsd.Options()
         o.parseOptions(["--port", "0", "--interface", "127.0.0.1"])
         service = statsd.makeService(o)
+        self.assertEqual(service.gc_threshold, 50_000)  # the ready server tunes the collector
         service.startService()
         self.assertNotEqual(service.server.port, 0)
         sock = yield udp.socket(0, interface="127.0.0.1")

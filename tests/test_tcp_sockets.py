@@ -338,11 +338,13 @@ class PluginTests(SocketTestCase):
         maker = self.maker()
         options = maker.options()
         options.parseOptions(["--port", "0", "--interface", "127.0.0.1",
-                              "--handler", "inc", "--max-frame", "1000"])
+                              "--handler", "inc", "--max-frame", "1000",
+                              "--gc-threshold", "0"])
         service = maker.makeService(options)
         service.startService()
         self.addCleanup(service.stopService)
         self.assertEqual(service.max_length, 1000)
+        self.assertEqual(service.gc_threshold, 0)  # asked to leave the collector alone
         c = await self.connect(demo.client, service.server.port)
         await c.put(1)
         self.assertEqual(await c.take(), 2)

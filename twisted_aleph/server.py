@@ -9,19 +9,31 @@ hold the server), and the object is a context manager.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Set, Union, cast
+import gc
+from typing import Any, List, Optional, Set, Tuple, Union, cast
 
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime
 from twisted.logger import Logger
+from twisted.python import usage
 from twisted.python.failure import Failure
 
 log = Logger()
 
 #: Seconds close() lets connections finish their writes before aborting them.
 CLOSE_GRACE = 5.0
+
+#: The ready servers' ``--gc-threshold``: CPython's young-generation threshold
+#: (Python's own is 700). See :func:`tune_gc`.
+SERVER_GC_THRESHOLD = 50_000
+#: The two older generations' thresholds :func:`tune_gc` sets (Python's: 10, 10).
+SERVER_GC_OLDER_THRESHOLDS = (20, 20)
+GC_OPTION = ["gc-threshold", None, SERVER_GC_THRESHOLD,
+             "CPython's young-generation garbage collection threshold (Python's default: "
+             "700); start-up objects are also frozen out of the collector's sight. "
+             "0 leaves the collector alone. No effect on PyPy.", int]
 
 
 class Server:
@@ -134,3 +146,53 @@ def _observe(d: Deferred) -> Deferred:
 
     d.addBoth(relay)
     return out
+
+
+# -- the garbage collector, for a long-running server ----------------------------
+
+class GCOptions:
+    """Mixed into a ready server's ``usage.Options``: ``--gc-threshold``
+    (call :func:`check_gc_option` from ``postOptions``)."""
+
+    optParameters = [GC_OPTION]
+
+
+def check_gc_option(options: Any) -> None:
+    """Refuse a negative ``--gc-threshold`` with a :class:`usage.UsageError`."""
+    if options["gc-threshold"] < 0:
+        raise usage.UsageError("--gc-threshold must not be negative (0 leaves the collector alone)")
+
+GCThresholds = Tuple[int, int, int]
+
+
+def tune_gc(threshold: int = SERVER_GC_THRESHOLD) -> Optional[GCThresholds]:
+    """Set CPython's cyclic garbage collector up for a server; call it once
+    start-up is over. Returns the thresholds it replaced, for :func:`restore_gc`.
+
+    Why: a server holding thousands of requests in flight keeps hundreds of
+    thousands of young objects alive for a while, and with Python's default
+    thresholds the collector walks them again and again (full collections of
+    a few hundred ms each, most of the CPU of a burst of slow requests). This
+    collects what start-up left, freezes the survivors (modules, classes, the
+    app: ``gc.freeze``) out of the collector's sight, and collects the young
+    generation every ``threshold`` container allocations instead of 700
+    (the older ones every :data:`SERVER_GC_OLDER_THRESHOLDS`). Reference
+    counting still frees most garbage at once; only cycles wait longer.
+
+    Does nothing and returns None when ``threshold`` is 0 or the interpreter
+    has no ``gc.freeze`` (PyPy, whose collector needs none of this).
+    """
+    if threshold <= 0 or not hasattr(gc, "freeze"):
+        return None
+    previous: GCThresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(threshold, *SERVER_GC_OLDER_THRESHOLDS)
+    return previous
+
+
+def restore_gc(previous: Optional[GCThresholds]) -> None:
+    """Undo :func:`tune_gc` (given what it returned): unfreeze, old thresholds."""
+    if previous is not None:
+        gc.unfreeze()
+        gc.set_threshold(*previous)

@@ -47,6 +47,7 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from twisted_aleph import udp
+from twisted_aleph.server import GC_OPTION, check_gc_option, restore_gc, tune_gc
 from twisted_aleph.statsd_protocol import (
     COUNTER, GAUGE, SET, TIMER, Rollup, StatsdRollup, format_metric,
 )
@@ -402,22 +403,29 @@ class StatsdService(Service):
 
     Stopping it (twistd on SIGTERM) flushes the accumulator once more and
     gives that flush up to ``shutdown_timeout`` seconds to reach Graphite.
+    ``gc_threshold``, if not 0, tunes the garbage collector once listening
+    (:func:`twisted_aleph.server.tune_gc`), until stopped.
     """
 
     def __init__(self, port: int = DEFAULT_PORT, *, shutdown_timeout: float = 10.0,
-                 **options: Any) -> None:
+                 gc_threshold: int = 0, **options: Any) -> None:
         self.port = port
         self.shutdown_timeout = shutdown_timeout
+        self.gc_threshold = gc_threshold
         self.options = options
         self.server: Optional[StatsdServer] = None
+        self._gc_before: Any = None
 
     def startService(self) -> None:
         Service.startService(self)
         self.server = start_server(self.port, **self.options)
         log.info("statsd listening on UDP {port}", port=self.server.port)
+        self._gc_before = tune_gc(self.gc_threshold)
 
     def stopService(self) -> Optional[Deferred]:
         Service.stopService(self)
+        restore_gc(self._gc_before)
+        self._gc_before = None
         if self.server is not None:
             return self.server.close(grace=self.shutdown_timeout)
         return None
@@ -437,6 +445,7 @@ class Options(usage.Options):
          "Flushes kept while Graphite is down.", int],
         ["shutdown-timeout", None, 10.0,
          "On SIGTERM, seconds the last flush gets to reach Graphite.", float],
+        GC_OPTION,
     ]
 
     def postOptions(self) -> None:
@@ -444,6 +453,7 @@ class Options(usage.Options):
             raise usage.UsageError("--flush-interval must be > 0")
         if self["shutdown-timeout"] < 0:
             raise usage.UsageError("--shutdown-timeout must not be negative")
+        check_gc_option(self)
         try:
             self["percentiles"] = tuple(
                 float(p) for p in str(self["percentiles"]).split(",") if p.strip())
@@ -459,7 +469,8 @@ def makeService(options: Options) -> StatsdService:
         options["port"], interface=options["interface"],
         flush_interval=options["flush-interval"], graphite=options["graphite"],
         percentiles=options["percentiles"], prefix=options["prefix"],
-        max_queued=options["max-queued"], shutdown_timeout=options["shutdown-timeout"])
+        max_queued=options["max-queued"], shutdown_timeout=options["shutdown-timeout"],
+        gc_threshold=options["gc-threshold"])
 
 
 __all__ = [

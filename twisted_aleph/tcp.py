@@ -65,7 +65,7 @@ from zope.interface import implementer
 from twisted_aleph import edn
 from twisted_aleph.codec import DecodeError, decode_stream
 from twisted_aleph.codec import encode as encode_frame
-from twisted_aleph.server import Server
+from twisted_aleph.server import Server, restore_gc, tune_gc
 from twisted_aleph.stream import SplicedStream, Stream, connect, splice
 from twisted_aleph.stream import map as stream_map
 from twisted_aleph.stream.default import Edge, Offered
@@ -675,13 +675,15 @@ class TCPServerService(service.Service):
     Stopping it (twistd on SIGTERM) stops accepting, hangs up each
     connection once what was queued for it is written, and aborts those
     still open after ``shutdown_timeout`` seconds. ``fd`` serves an
-    inherited listening socket (``--workers``).
+    inherited listening socket (``--workers``). ``gc_threshold``, if not 0,
+    tunes the garbage collector once listening
+    (:func:`twisted_aleph.server.tune_gc`), until stopped.
     """
 
     def __init__(self, handler: Handler, port: int, *, interface: str = "0.0.0.0",
                  max_length: int = DEFAULT_MAX_FRAME, tls: Any = None,
                  fd: Optional[int] = None, shutdown_timeout: float = 10.0,
-                 reactor: Any = None) -> None:
+                 gc_threshold: int = 0, reactor: Any = None) -> None:
         self.handler = handler
         self.port = port
         self.interface = interface
@@ -689,8 +691,10 @@ class TCPServerService(service.Service):
         self.tls = tls
         self.fd = fd
         self.shutdown_timeout = shutdown_timeout
+        self.gc_threshold = gc_threshold
         self._reactor = reactor
         self.server: Optional[Server] = None
+        self._gc_before: Any = None
 
     def startService(self) -> None:
         super().startService()
@@ -700,9 +704,12 @@ class TCPServerService(service.Service):
                                           reactor=self._reactor)
         log.info("aleph-tcp: framed EDN on port {port} (pid {pid})",
                  port=self.server.port, pid=os.getpid())
+        self._gc_before = tune_gc(self.gc_threshold)
 
     def stopService(self) -> Optional[Deferred]:  # type: ignore[override]
         super().stopService()
+        restore_gc(self._gc_before)
+        self._gc_before = None
         if self.server is not None:
             server, self.server = self.server, None
             log.info("aleph-tcp shutting down: {n} connections open, {t} s to finish",

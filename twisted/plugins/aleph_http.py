@@ -1,10 +1,12 @@
 """twistd plugin: ``twistd -n aleph-http [--port 10000] [--app module:attr]
 [--tls-cert PEM --tls-key PEM [--tls-ca PEM --require-client-cert]]
-[--workers N] [--bus redis://host:port] [--shutdown-timeout S]``: the
-seed's HTTP routes (/hello, /delayed_hello, /numbers, and the WebSocket ones)
+[--workers N] [--bus redis://host:port] [--shutdown-timeout S] [--gc-threshold N]``:
+the seed's HTTP routes (/hello, /delayed_hello, /numbers, and the WebSocket ones)
 by default, over HTTPS when given a certificate (mutual TLS with
 ``--require-client-cert``), served by N processes sharing the port, chat rooms
-on Redis with ``--bus``; SIGTERM shuts down gracefully. The logic lives in
+on Redis with ``--bus``; SIGTERM shuts down gracefully; CPython's garbage
+collector is tuned for a server (``twisted_aleph.server.tune_gc``;
+``--gc-threshold 0`` leaves it alone). The logic lives in
 :mod:`twisted_aleph.http` (``HTTPServerService``), :mod:`twisted_aleph.workers`
 and :mod:`twisted_aleph.demo.http`."""
 
@@ -15,11 +17,12 @@ from twisted.plugin import IPlugin
 from twisted.python import usage
 from zope.interface import implementer
 
+from twisted_aleph.server import GCOptions, check_gc_option
 from twisted_aleph.tls import ServerTLSOptions, server_tls_from_options
 from twisted_aleph.workers import BusOptions, ScalingOptions, app_factory, check_options
 
 
-class Options(ServerTLSOptions, ScalingOptions, BusOptions, usage.Options):
+class Options(ServerTLSOptions, ScalingOptions, GCOptions, BusOptions, usage.Options):
     optParameters = [
         ["port", "p", 10000, "TCP port to listen on.", int],
         ["interface", None, "0.0.0.0", "Interface to bind."],
@@ -31,6 +34,7 @@ class Options(ServerTLSOptions, ScalingOptions, BusOptions, usage.Options):
 
     def postOptions(self) -> None:
         check_options(self)
+        check_gc_option(self)
         if self["bus"]:
             self["app_factory"] = app_factory(self["app"])
         else:
@@ -57,6 +61,7 @@ class AlephHTTPServiceMaker:
             return HTTPServerService(handler, options["port"], interface=options["interface"],
                                      tls=options["tls"], fd=fd,
                                      shutdown_timeout=options["shutdown-timeout"],
+                                     gc_threshold=options["gc-threshold"],
                                      response_headers=worker_headers(options))
         return scaled_service(options, server)
 

@@ -1,5 +1,5 @@
 """twistd plugin: ``twistd -n aleph-statsd [--port 10002] [--flush-interval 1]
-[--graphite host:port]``. The logic lives in :mod:`twisted_aleph.statsd`."""
+[--graphite host:port] [--gc-threshold N]``. The logic lives in :mod:`twisted_aleph.statsd`."""
 
 from __future__ import annotations
 

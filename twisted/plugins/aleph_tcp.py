@@ -1,8 +1,9 @@
 """twistd plugin: ``twistd -n aleph-tcp [--port 10000] [--handler inc|echo|module:callable]
 [--max-frame N] [--tls-cert PEM --tls-key PEM [--tls-ca PEM --require-client-cert]]
-[--workers N] [--shutdown-timeout S]``: the seed's framed EDN server, over TLS when
-given a certificate, served by N processes sharing the port; SIGTERM shuts down
-gracefully. The logic lives in :mod:`twisted_aleph.tcp` (``TCPServerService``),
+[--workers N] [--shutdown-timeout S] [--gc-threshold N]``: the seed's framed EDN
+server, over TLS when given a certificate, served by N processes sharing the port;
+SIGTERM shuts down gracefully; CPython's garbage collector is tuned for a server
+(``twisted_aleph.server.tune_gc``; ``--gc-threshold 0`` leaves it alone). The logic lives in :mod:`twisted_aleph.tcp` (``TCPServerService``),
 :mod:`twisted_aleph.workers` and :mod:`twisted_aleph.demo.tcp`."""
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from twisted.plugin import IPlugin
 from twisted.python import usage
 from zope.interface import implementer
 
+from twisted_aleph.server import GCOptions, check_gc_option
 from twisted_aleph.tls import ServerTLSOptions, server_tls_from_options
 from twisted_aleph.workers import ScalingOptions, check_options
 
 
-class Options(ServerTLSOptions, ScalingOptions, usage.Options):
+class Options(ServerTLSOptions, ScalingOptions, GCOptions, usage.Options):
     optParameters = [
         ["port", "p", 10000, "TCP port to listen on.", int],
         ["interface", None, "0.0.0.0", "Interface to bind."],
@@ -26,6 +28,7 @@ class Options(ServerTLSOptions, ScalingOptions, usage.Options):
 
     def postOptions(self) -> None:
         check_options(self)
+        check_gc_option(self)
         from twisted_aleph.demo.tcp import handler_named
         try:
             self["handler_fn"] = handler_named(self["handler"])
