@@ -8,7 +8,10 @@ transports (``twisted_aleph.http.testing.stub_pool``), or straight into an
 
 from __future__ import annotations
 
+import gc
 import io
+import sys
+import weakref
 from typing import Any, List
 
 from hypothesis import given, settings, strategies as st
@@ -23,7 +26,7 @@ from twisted.trial import unittest
 from twisted.web.server import Site
 from twisted.web.static import Data
 
-from twisted_aleph import http, stream
+from twisted_aleph import deferred, http, stream
 from twisted_aleph.http.server import decode_params, handler_resource
 from twisted_aleph.http.testing import stub_pool
 
@@ -259,6 +262,98 @@ class ErrorTests(unittest.TestCase):
         self.assertIn(b"ok", conn.received())
         self.assertTrue(conn.transport.disconnecting)
         self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)
+
+
+class KleinRoutingTests(unittest.TestCase):
+    """What Klein's own rendering does, RingResource does too (it renders
+    itself, without KleinResource.render's self-referring closures)."""
+
+    def setUp(self) -> None:
+        self.app = Klein()
+
+    def fetch(self, path: str) -> dict:
+        pool = stub_pool(self.app)
+        d = http.request("GET", "http://test" + path, pool=pool)
+        pool.flush()
+        return self.successResultOf(d)
+
+    def test_branch_routes_prepath_postpath_and_url_for(self) -> None:
+        from klein.interfaces import IKleinRequest
+
+        @self.app.route("/files/", branch=True)
+        def files(request: Any) -> dict:
+            return {"body": b"|".join([b"/".join(request.prepath), b"/".join(request.postpath)])}
+
+        @self.app.route("/user/<int:uid>", endpoint="user")
+        def user(request: Any, uid: int) -> dict:
+            return {"body": IKleinRequest(request).url_for("user", {"uid": uid + 1})}
+        self.assertEqual(body_of(self.fetch("/files/a/b.txt")), b"files|a/b.txt")
+        self.assertEqual(body_of(self.fetch("/user/41")), b"/user/42")
+
+    def test_template_element_renders(self) -> None:
+        from twisted.web.template import Element, TagLoader, tags
+
+        @self.app.route("/page")
+        def page(request: Any) -> Any:
+            return Element(loader=TagLoader(tags.p("templated")))
+        self.assertIn(b"<p>templated</p>", body_of(self.fetch("/page")))
+
+    def test_failing_error_handler_falls_through_to_the_next(self) -> None:
+        @self.app.route("/boom")
+        def boom(request: Any) -> dict:
+            raise LookupError("nope")
+
+        @self.app.handle_errors(LookupError)
+        def broken_handler(request: Any, failure: Failure) -> dict:
+            raise RuntimeError("the handler broke")
+        resp = self.fetch("/boom")
+        self.assertEqual((resp["status"], body_of(resp)), (500, b"Internal server error."))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_url_not_utf8_is_400(self) -> None:
+        conn = RawConnection(self.app)
+        conn.get("/caf%FF")  # decoded by twisted.web to bytes that are not UTF-8
+        self.assertIn(b" 400 ", conn.received().split(b"\r\n")[0])
+        self.assertIn(b"Non-UTF-8 encoding in URL.", conn.received())
+
+    def test_hang_up_cancels_a_pending_route(self) -> None:
+        cancelled: List[Deferred] = []
+
+        @self.app.route("/wait")
+        def wait(request: Any) -> Deferred:
+            return Deferred(cancelled.append)
+        conn = RawConnection(self.app)
+        conn.get("/wait")
+        self.assertEqual(cancelled, [])
+        conn.hang_up()
+        self.assertEqual(len(cancelled), 1)
+        self.assertEqual(self.flushLoggedErrors(), [])  # a cancellation is not an error
+
+    def test_a_finished_request_is_freed_without_the_cyclic_collector(self) -> None:
+        """Reference counting alone frees a request once answered (CPython):
+        with thousands in flight, the collector would otherwise walk them all."""
+        if not hasattr(sys, "getrefcount"):
+            raise unittest.SkipTest("PyPy frees nothing by reference counting")
+        clock = task.Clock()
+        requests: List[Any] = []
+
+        @self.app.route("/now")
+        def now(request: Any) -> dict:
+            requests.append(weakref.ref(request))
+            return {"body": "now"}
+
+        @self.app.route("/later")
+        def later(request: Any) -> Deferred:
+            requests.append(weakref.ref(request))
+            return deferred.timeout(Deferred(), 1.0, value={"body": "later"}, clock=clock)
+        gc.disable()
+        self.addCleanup(gc.enable)
+        conn = RawConnection(self.app)
+        conn.get("/now")
+        conn.get("/later")
+        clock.advance(1)
+        self.assertEqual(conn.received().count(b"HTTP/1.1 200"), 2)
+        self.assertEqual([r() for r in requests], [None, None])
 
 
 class CallableHandlerTests(unittest.TestCase):

@@ -47,14 +47,18 @@ import os
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from klein import Klein
+from klein import Response as KleinResponse
+from klein.interfaces import IKleinRequest
 from klein.resource import KleinResource
 from twisted.application import service
-from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
-from twisted.web.resource import IResource, Resource
+from twisted.web.iweb import IRenderable
+from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.template import renderElement
 from werkzeug.exceptions import HTTPException, NotFound
 
 from twisted_aleph import stream
@@ -335,11 +339,149 @@ class _RingRoutes:
 
 
 class RingResource(KleinResource):
-    """Serve a Klein app whose routes may answer Ring-style response maps."""
+    """Serve a Klein app whose routes may answer Ring-style response maps.
+
+    Routing is Klein's: the app's werkzeug map, ``branch`` routes fixing up
+    ``prepath``/``postpath``, ``IKleinRequest(request).mapper`` for
+    ``url_for``, its error handlers in order (then the defaults above);
+    results may be Klein's too (bytes, str, a resource, a renderable, a
+    ``klein.Response``). A route's pending Deferred is cancelled if the
+    client goes away. The rendering is done here rather than by
+    ``KleinResource.render``, whose per-request closures refer to
+    themselves: that cycle kept each finished request's objects (some forty)
+    alive until CPython's cyclic collector ran, its main load with thousands
+    of requests in flight. Nothing here refers back to itself, so reference
+    counting frees a finished request at once.
+    """
 
     def __init__(self, app: Klein) -> None:
-        super().__init__(_RingRoutes(app))  # type: ignore[arg-type]
+        routes = _RingRoutes(app)
+        super().__init__(routes)  # type: ignore[arg-type]
         self.app = app
+        self._routes = routes
+
+    def render(self, request: Any) -> Any:
+        try:
+            scheme, host, script, path = _url_parts(request)
+        except UnicodeDecodeError:
+            request.setResponseCode(400)
+            return b"Non-UTF-8 encoding in URL."
+        mapper = self._routes.url_map.bind(host, script, path_info=path, url_scheme=scheme,
+                                           default_method=request.method.decode("latin-1"))
+        IKleinRequest(request).mapper = mapper
+        routes = self._routes
+        try:
+            rule, kwargs = mapper.match(return_rule=True)
+            count = routes.endpoints[rule.endpoint].segment_count
+            request.prepath.extend(request.postpath[:count])
+            request.postpath = request.postpath[count:]
+            result = routes.execute_endpoint(rule.endpoint, request, **kwargs)
+        except Exception:
+            _handle_failure(Failure(), request, routes, 0)
+        else:
+            if isinstance(result, Deferred) and not result.called:
+                request.notifyFinish().addErrback(_cancel_pending, result)
+            _deliver(result, request, routes, 0)
+        return NOT_DONE_YET
+
+
+def _url_parts(request: Any) -> Tuple[str, str, str, str]:
+    """(scheme, host[:port], script name, path info) to bind the URL map
+    (as WSGI would), decoded as UTF-8."""
+    secure = request.isSecure()
+    host = request.getRequestHostname()
+    port = request.getHost().port
+    if port != (443 if secure else 80):
+        host = b"%s:%d" % (host, port)
+    return ("https" if secure else "http", host.decode("utf-8"),
+            _rooted(request.prepath), _rooted(request.postpath))
+
+
+def _rooted(segments: List[bytes]) -> str:
+    """Path segments as one path starting with "/" ("" when there are none)."""
+    if not segments:
+        return ""
+    path = b"/".join(segments)
+    return (path if path.startswith(b"/") else b"/" + path).decode("utf-8")
+
+
+def _gone(request: Any) -> bool:
+    """The response is complete, or the client went away."""
+    return request.finished or getattr(request, "_disconnected", False)
+
+
+def _cancel_pending(reason: Failure, d: Deferred) -> None:
+    """The client went away: a route's Deferred still pending is cancelled."""
+    if not d.called:
+        d.cancel()
+
+
+def _deliver(result: Any, request: Any, routes: _RingRoutes, handlers_tried: int) -> None:
+    """Write what a route (or the error handler at ``handlers_tried - 1``)
+    produced, a value or a Deferred of one; failures go to the next handlers."""
+    if isinstance(result, Deferred):
+        result.addCallbacks(_deliver, _handle_failure,
+                            callbackArgs=(request, routes, handlers_tried),
+                            errbackArgs=(request, routes, handlers_tried))
+        result.addErrback(_log_unhandled, request)
+        return
+    try:
+        body = _renderable(result, request)
+    except Exception:
+        _handle_failure(Failure(), request, routes, handlers_tried)
+        return
+    if body is _RENDERED:
+        return
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    if isinstance(body, bytes):
+        request.write(body)
+    if not _gone(request):
+        request.finish()
+
+
+_RENDERED = object()  # the result rendered itself (a resource or template)
+
+
+def _renderable(result: Any, request: Any) -> Any:
+    """Render a resource, a template element or a ``klein.Response`` (as Klein
+    does) and answer :data:`_RENDERED`; anything else is the body."""
+    if isinstance(result, KleinResponse):
+        result = result._applyToRequest(request)  # how a klein.Response applies itself
+    if IResource.providedBy(result):
+        request.render(getChildForRequest(result, request))
+        return _RENDERED
+    if IRenderable.providedBy(result):
+        renderElement(request, result)
+        return _RENDERED
+    return result
+
+
+def _handle_failure(failure: Failure, request: Any, routes: _RingRoutes,
+                    handlers_tried: int) -> None:
+    """The first error handler after ``handlers_tried`` whose types match
+    answers; if it fails too, the ones after it are tried."""
+    if _gone(request):
+        if not failure.check(CancelledError):
+            log.failure("error after the response was over", failure)
+        return
+    handlers = routes._error_handlers
+    for index in range(handlers_tried, len(handlers)):
+        types, handler = handlers[index]
+        if failure.check(*types):
+            try:
+                result = routes.execute_error_handler(handler, request, failure)
+            except Exception:
+                failure = Failure()
+                continue
+            _deliver(result, request, routes, index + 1)
+            return
+    request.processingFailed(failure)  # nothing matched: twisted.web's 500 (logged)
+
+
+def _log_unhandled(failure: Failure, request: Any) -> None:
+    log.failure("error writing the response to {uri}", failure,
+                uri=request.uri.decode("ascii", "replace"))
 
 
 def _catch_all_app(handler: Callable[[Any], Any]) -> Klein:
