@@ -171,6 +171,31 @@ class TimerStatsTests(unittest.SynchronousTestCase):
         self.assertTrue(stats["lower"] - 1e-6 <= stats["mean"] <= stats["upper"] + 1e-6)
 
 
+    @given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=300),
+           st.lists(st.sampled_from([90, 50, 99.9, 10, -10, -50, 100]), max_size=4))
+    def test_agrees_with_the_definition(self, values: list, percentiles: list) -> None:
+        """Against Etsy's definition, written the plain way (one sort and one
+        exact sum per statistic)."""
+        stats = sp.timer_stats(values, float(len(values)), 1.0, percentiles)
+        ordered = sorted(values)
+        n = len(ordered)
+        self.assertEqual((stats["lower"], stats["upper"]), (ordered[0], ordered[-1]))
+        self.assertAlmostEqual(stats["sum"], math.fsum(ordered), delta=1e-6)
+        for pct in percentiles:
+            k = int(math.floor(abs(pct) / 100.0 * n + 0.5)) if n > 1 else n
+            label = sp._percentile_label(pct)
+            if k == 0:
+                self.assertNotIn(f"count_{label}", stats)
+                continue
+            chosen = ordered[:k] if pct > 0 else ordered[n - k:]
+            self.assertEqual(stats[f"count_{label}"], k)
+            self.assertAlmostEqual(stats[f"sum_{label}"], math.fsum(chosen), delta=1e-6)
+            if pct > 0:
+                self.assertEqual(stats[f"upper_{label}"], chosen[-1])
+            else:
+                self.assertEqual(stats[f"lower_{label}"], chosen[0])
+
+
 class StatsdRollupTests(unittest.SynchronousTestCase):
     def test_counters_with_sample_rates_gauges_timers_sets(self) -> None:
         r = sp.StatsdRollup()

@@ -260,10 +260,26 @@ def timer_stats(values: Sequence[float], count: float, interval: float,
     For a percentile ``p``, the lowest ``round(p% * n)`` values give
     ``upper_p``, ``mean_p``, ``sum_p`` and ``count_p`` (``99.9`` is named
     ``99_9``); a negative ``p`` takes the highest values (``top10``).
+
+    Sums are running sums over the sorted values, as Etsy's ``cumulativeValues``;
+    the values are summed once whatever the percentiles (this runs on the
+    reactor thread at every flush, over every timing of the interval).
     """
     ordered = sorted(values)
     n = len(ordered)
-    total = math.fsum(ordered)
+    cuts = {}  # k -> percentiles taking the lowest k values (or the highest n - k)
+    for pct in percentiles:
+        k = int(math.floor(abs(pct) / 100.0 * n + 0.5)) if n > 1 else n
+        if k:
+            cuts.setdefault(k if pct > 0 else n - k, []).append(pct)
+    prefix = {0: 0.0}  # k -> sum of the lowest k values
+    done = 0
+    running = 0.0
+    for k in sorted(cuts):
+        running += sum(ordered[done:k])
+        prefix[k] = running
+        done = k
+    total = running + sum(ordered[done:]) if done < n else running
     mid = n // 2
     median = ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
     stats: Dict[str, float] = {
@@ -275,20 +291,18 @@ def timer_stats(values: Sequence[float], count: float, interval: float,
         "upper": ordered[-1],
         "median": median,
     }
-    for pct in percentiles:
-        k = int(math.floor(abs(pct) / 100.0 * n + 0.5)) if n > 1 else n
-        if k == 0:
-            continue
-        chosen = ordered[:k] if pct > 0 else ordered[n - k:]
-        label = _percentile_label(pct)
-        s = math.fsum(chosen)
-        stats[f"count_{label}"] = k
-        stats[f"mean_{label}"] = s / k
-        stats[f"sum_{label}"] = s
-        if pct > 0:
-            stats[f"upper_{label}"] = chosen[-1]
-        else:
-            stats[f"lower_{label}"] = chosen[0]
+    for cut, pcts in cuts.items():
+        for pct in pcts:
+            label = _percentile_label(pct)
+            if pct > 0:
+                k, chosen_sum = cut, prefix[cut]
+                stats[f"upper_{label}"] = ordered[k - 1]
+            else:
+                k, chosen_sum = n - cut, total - prefix[cut]
+                stats[f"lower_{label}"] = ordered[cut]
+            stats[f"count_{label}"] = k
+            stats[f"mean_{label}"] = chosen_sum / k
+            stats[f"sum_{label}"] = chosen_sum
     return stats
 
 
