@@ -197,6 +197,19 @@ class TimerStatsTests(unittest.SynchronousTestCase):
 
 
 class StatsdRollupTests(unittest.SynchronousTestCase):
+    def test_many_timings_in_any_order(self) -> None:
+        """Past TIMER_RUN timings (sorted in runs as they arrive, on both the
+        fast and the general path) the statistics are those of all of them."""
+        rng = random.Random(7)
+        n = sp.TIMER_RUN * 3 + 5
+        values = [float(rng.randint(-5000, 5000)) / 4 for _ in range(n)]
+        for sampled in (False, True):  # "|ms|@1" takes the general path
+            r = sp.StatsdRollup(percentiles=(90, -10))
+            for v in values:
+                r.add_packet(b"t:%r|ms%s" % (v, b"|@1" if sampled else b""))
+            self.assertEqual(r.flush(0.0, 1.0).timers["t"],
+                             sp.timer_stats(values, float(n), 1.0, (90, -10)))
+
     def test_counters_with_sample_rates_gauges_timers_sets(self) -> None:
         r = sp.StatsdRollup()
         self.assertEqual(r.add_packet(b"hits:1|c|@0.1\nhits:2|c\na:1"), 0)
