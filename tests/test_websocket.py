@@ -97,7 +97,7 @@ class Harness:
             conn.close()
             await bounded(closed(conn))
         await self.server.close()
-        await bounded(until(lambda: not self.server.connections))
+        await bounded(self.server.when_idle())
 
 
 async def until(check: Callable[[], bool], step: float = 0.005) -> None:
@@ -427,7 +427,7 @@ class ChatTests(unittest.TestCase):
         self.assertEqual(len(harness.server.connections), 2)
         silent.transport.abortConnection()
         half.transport.abortConnection()
-        await bounded(until(lambda: not harness.server.connections))
+        await bounded(harness.server.when_idle())
         self.assertEqual(harness.bus.topics(), [])
 
     def test_clients_that_go_before_naming_themselves_leak_nothing(self) -> Deferred:
@@ -653,7 +653,7 @@ class DefaultAppTests(unittest.TestCase):
         await conn.put("through the default app")
         self.assertEqual(await bounded(conn.take()), "through the default app")
         await bounded(websocket_close(conn))
-        await bounded(until(lambda: not server.connections))
+        await bounded(server.when_idle())
 
     def test_default_app_serves_page_script_and_echo(self) -> Deferred:
         return defer.ensureDeferred(self._default_app())
