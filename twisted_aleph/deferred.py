@@ -133,7 +133,7 @@ def timeout(d: Deferred, seconds: float, *, value: Any = NOTHING,
     # hold thousands of these at once, and each closure is more objects for
     # the garbage collector to walk.
     call = clock.callLater(seconds, _expire, d, seconds, value)
-    d.addBoth(_cancel_call, call)
+    d.addBoth(cancel_call, call)
     return d
 
 
@@ -146,7 +146,9 @@ def _expire(d: Deferred, seconds: float, value: Any) -> None:
         d.callback(value)
 
 
-def _cancel_call(result: Any, call: Any) -> Any:
+def cancel_call(result: Any, call: Any) -> Any:
+    """Deferred callback: cancel the DelayedCall ``call`` if still pending,
+    pass ``result`` on (``d.addBoth(cancel_call, call)``)."""
     if call.active():
         call.cancel()
     return result
@@ -231,5 +233,5 @@ def realized(d: Deferred) -> bool:
 
 __all__: List[str] = [
     "NOTHING", "to_deferred", "chain", "catch", "zip", "alt", "timeout",
-    "future", "loop", "recur", "Recur", "realized",
+    "future", "loop", "recur", "Recur", "realized", "cancel_call",
 ]

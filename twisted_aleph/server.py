@@ -15,10 +15,12 @@ from typing import Any, List, Optional, Set, Tuple, Union, cast
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime
+from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
+
+from twisted_aleph.deferred import cancel_call
 
 log = Logger()
 
@@ -96,7 +98,7 @@ class Server:
             idle = self.when_idle()
             if not idle.called:
                 abort = self._clock().callLater(grace, self._abort_all)
-                idle.addBoth(_cancel_call, abort)
+                idle.addBoth(cancel_call, abort)
             self._closing = defer.gatherResults([stopped, idle], consumeErrors=True)
             self._closing.addBoth(lambda _: None)
         return _observe(self._closing)
@@ -129,13 +131,6 @@ class Server:
         return f"<Server port={self.port} connections={len(self.connections)}>"
 
 
-def _cancel_call(result: Any, call: IDelayedCall) -> Any:
-    """Callback: cancel ``call`` if still pending; pass ``result`` on."""
-    if call.active():
-        call.cancel()
-    return result
-
-
 def _observe(d: Deferred) -> Deferred:
     """A new Deferred firing (None) when ``d`` does, leaving ``d``'s result alone."""
     out: Deferred = Deferred()
@@ -161,6 +156,7 @@ def check_gc_option(options: Any) -> None:
     """Refuse a negative ``--gc-threshold`` with a :class:`usage.UsageError`."""
     if options["gc-threshold"] < 0:
         raise usage.UsageError("--gc-threshold must not be negative (0 leaves the collector alone)")
+
 
 GCThresholds = Tuple[int, int, int]
 

@@ -366,10 +366,10 @@ class RingResource(KleinResource):
         except UnicodeDecodeError:
             request.setResponseCode(400)
             return b"Non-UTF-8 encoding in URL."
-        mapper = self._routes.url_map.bind(host, script, path_info=path, url_scheme=scheme,
-                                           default_method=request.method.decode("latin-1"))
-        IKleinRequest(request).mapper = mapper
         routes = self._routes
+        mapper = routes.url_map.bind(host, script, path_info=path, url_scheme=scheme,
+                                     default_method=request.method.decode("latin-1"))
+        IKleinRequest(request).mapper = mapper
         try:
             rule, kwargs = mapper.match(return_rule=True)
             count = routes.endpoints[rule.endpoint].segment_count
