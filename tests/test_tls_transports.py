@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from typing import Any, Callable, List
+from typing import TYPE_CHECKING, Any, Callable, List
 
 from twisted.application.service import IServiceMaker
 from twisted.internet import defer, protocol, reactor, utils
@@ -33,6 +33,10 @@ from twisted_aleph import bytestreams, http, stream, tcp, tls
 from twisted_aleph.demo import http as demo_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A mixin of test methods is not a TestCase of its own (trial would run it
+# alone), but mypy should check it as one.
+_TestCaseForTyping: Any = unittest.TestCase if TYPE_CHECKING else object
 
 
 def make_pki(test: unittest.TestCase, **kwargs: Any) -> tls.PKIFiles:
@@ -95,10 +99,84 @@ def assert_no_application_data(test: unittest.TestCase, received: bytes) -> None
 
 # -- HTTP ----------------------------------------------------------------------
 
-class HTTPSTests(unittest.TestCase):
+class RefusalCases(_TestCaseForTyping):
+    """The refusals every TLS transport must get right, each with an error
+    that names TLS; a subclass says how to serve (``serve(context)``) and how
+    a refusal shows (``refused``: the client refused the server;
+    ``refused_by_server``: the server refused the client's certificate)."""
+
+    #: what the error says when the client sends no certificate (TLS 1.3)
+    no_certificate_reason = "certificate"
+
     def setUp(self) -> None:
         self.files = make_pki(self)
 
+    def serve(self, context: Any) -> int:
+        raise NotImplementedError
+
+    async def refused(self, port: int, host: str = "localhost", **client: Any) -> tls.TLSError:
+        raise NotImplementedError
+
+    async def refused_by_server(self, port: int, **client: Any) -> tls.TLSError:
+        return await self.refused(port, **client)
+
+    def assert_handler_never_ran(self) -> None:
+        """After a refusal: the application saw nothing (where it can tell)."""
+
+    async def test_no_client_certificate_refused(self) -> None:
+        f = self.files
+        port = self.serve(mutual(f))
+        e = await self.refused_by_server(port, ca=f.ca_cert)
+        self.assertIn(self.no_certificate_reason, str(e))
+        self.assert_handler_never_ran()
+
+    async def test_no_client_certificate_refused_tls12(self) -> None:
+        f = self.files
+        port = self.serve(tls12_mutual(f))
+        e = await self.refused(port, ca=f.ca_cert)
+        self.assertIn("handshake failure", str(e))
+        self.assert_handler_never_ran()
+
+    async def test_client_certificate_from_other_ca_refused(self) -> None:
+        # another CA by another name (one with the same name is refused as
+        # "decrypt error": its signature does not verify)
+        f, other = self.files, make_pki(self, prefix="other-")
+        port = self.serve(mutual(f))
+        e = await self.refused_by_server(port, ca=f.ca_cert, cert=other.client_cert,
+                                         key=other.client_key)
+        self.assertIn("unknown ca", str(e))
+        self.assert_handler_never_ran()
+
+    async def test_expired_client_certificate_refused(self) -> None:
+        f, old = self.files, make_pki(self, expired=True)
+        port = self.serve(tls.server_context(f.server_cert, f.server_key, ca=old.ca_cert,
+                                             require_client_cert=True))
+        e = await self.refused_by_server(port, ca=f.ca_cert, cert=old.client_cert,
+                                         key=old.client_key)
+        self.assertIn("certificate expired", str(e))
+        self.assert_handler_never_ran()
+
+    async def test_expired_server_certificate_refused_by_client(self) -> None:
+        old = make_pki(self, expired=True)
+        port = self.serve(tls.server_context(old.server_cert, old.server_key))
+        e = await self.refused(port, ca=old.ca_cert)
+        self.assertIn("certificate verify failed", str(e))
+
+    async def test_wrong_hostname_refused_by_client(self) -> None:
+        elsewhere = make_pki(self, hostnames=("elsewhere.example",))
+        port = self.serve(tls.server_context(elsewhere.server_cert, elsewhere.server_key))
+        e = await self.refused(port, host="127.0.0.1", ca=elsewhere.ca_cert)
+        self.assertIn("not valid for 127.0.0.1", str(e))
+        self.assertIn("VerificationError", type(e.reason).__name__)
+
+    async def test_untrusted_server_refused_by_client(self) -> None:
+        f, other = self.files, make_pki(self)
+        port = self.serve(tls.server_context(f.server_cert, f.server_key))
+        e = await self.refused(port, ca=other.ca_cert)
+        self.assertIn("certificate verify failed", str(e))
+
+
+class HTTPSTests(RefusalCases, unittest.TestCase):
     def serve(self, context: Any) -> int:
         server = http.start_server(demo_http.make_app(websocket=False), 0,
                                    interface="127.0.0.1", tls=context)
@@ -130,52 +208,6 @@ class HTTPSTests(unittest.TestCase):
         port = self.serve(mutual(f))
         text = await self.hello(port, ca=f.ca_cert, cert=f.client_cert, key=f.client_key)
         self.assertEqual(text, "hello world!")
-
-    async def test_no_client_certificate_refused(self) -> None:
-        f = self.files
-        port = self.serve(mutual(f))
-        e = await self.refused(port, ca=f.ca_cert)
-        self.assertIn("certificate", str(e))
-
-    async def test_no_client_certificate_refused_tls12(self) -> None:
-        f = self.files
-        port = self.serve(tls12_mutual(f))
-        e = await self.refused(port, ca=f.ca_cert)
-        self.assertIn("handshake failure", str(e))
-
-    async def test_client_certificate_from_other_ca_refused(self) -> None:
-        # another CA by another name (one with the same name is refused as
-        # "decrypt error": its signature does not verify)
-        f, other = self.files, make_pki(self, prefix="other-")
-        port = self.serve(mutual(f))
-        e = await self.refused(port, ca=f.ca_cert, cert=other.client_cert, key=other.client_key)
-        self.assertIn("unknown ca", str(e))
-
-    async def test_expired_client_certificate_refused(self) -> None:
-        f, old = self.files, make_pki(self, expired=True)
-        port = self.serve(tls.server_context(f.server_cert, f.server_key, ca=old.ca_cert,
-                                             require_client_cert=True))
-        e = await self.refused(port, ca=f.ca_cert, cert=old.client_cert, key=old.client_key)
-        self.assertIn("certificate expired", str(e))
-
-    async def test_expired_server_certificate_refused_by_client(self) -> None:
-        old = make_pki(self, expired=True)
-        port = self.serve(tls.server_context(old.server_cert, old.server_key))
-        e = await self.refused(port, ca=old.ca_cert)
-        self.assertIn("certificate verify failed", str(e))
-
-    async def test_wrong_hostname_refused_by_client(self) -> None:
-        elsewhere = make_pki(self, hostnames=("elsewhere.example",))
-        port = self.serve(tls.server_context(elsewhere.server_cert, elsewhere.server_key))
-        e = await self.refused(port, host="127.0.0.1", ca=elsewhere.ca_cert)
-        self.assertIn("not valid for 127.0.0.1", str(e))
-        self.assertIn("VerificationError", type(e.reason).__name__)
-
-    async def test_untrusted_server_refused_by_client(self) -> None:
-        f, other = self.files, make_pki(self)
-        port = self.serve(tls.server_context(f.server_cert, f.server_key))
-        e = await self.refused(port, ca=other.ca_cert)
-        self.assertIn("certificate verify failed", str(e))
 
     async def test_plain_http_client_closed_good_client_served(self) -> None:
         f = self.files
@@ -257,10 +289,15 @@ class WSSTests(unittest.TestCase):
         self.assertIn("not valid for 127.0.0.1", str(caught.exception))
 
 
-class TCPTLSTests(unittest.TestCase):
+class TCPTLSTests(RefusalCases, unittest.TestCase):
+    no_certificate_reason = "certificate required"
+
     def setUp(self) -> None:
-        self.files = make_pki(self)
+        super().setUp()
         self.infos: List[dict] = []
+
+    def assert_handler_never_ran(self) -> None:
+        self.assertEqual(self.infos, [])
 
     def serve(self, context: Any, handler: Callable[[Any, dict], Any] = echo) -> int:
         def recording(s: Any, info: dict) -> Any:
@@ -325,51 +362,6 @@ class TCPTLSTests(unittest.TestCase):
         self.addCleanup(lambda: (s.close(), lost(s))[1])
         await s.put(41)
         self.assertEqual(await s.take(), 42)
-
-    async def test_no_client_certificate_refused(self) -> None:
-        f = self.files
-        port = self.serve(mutual(f))
-        e = await self.refused_by_server(port, ca=f.ca_cert)
-        self.assertIn("certificate required", str(e))
-        self.assertEqual(self.infos, [])  # the handler never saw it
-
-    async def test_no_client_certificate_refused_tls12(self) -> None:
-        f = self.files
-        port = self.serve(tls12_mutual(f))
-        e = await self.refused(port, ca=f.ca_cert)
-        self.assertIn("handshake failure", str(e))
-        self.assertEqual(self.infos, [])
-
-    async def test_client_certificate_from_other_ca_refused(self) -> None:
-        # another CA by another name (one with the same name is refused as
-        # "decrypt error": its signature does not verify)
-        f, other = self.files, make_pki(self, prefix="other-")
-        port = self.serve(mutual(f))
-        e = await self.refused_by_server(port, ca=f.ca_cert, cert=other.client_cert,
-                                         key=other.client_key)
-        self.assertIn("unknown ca", str(e))
-        self.assertEqual(self.infos, [])
-
-    async def test_expired_client_certificate_refused(self) -> None:
-        f, old = self.files, make_pki(self, expired=True)
-        port = self.serve(tls.server_context(f.server_cert, f.server_key, ca=old.ca_cert,
-                                             require_client_cert=True))
-        e = await self.refused_by_server(port, ca=f.ca_cert, cert=old.client_cert,
-                                         key=old.client_key)
-        self.assertIn("certificate expired", str(e))
-        self.assertEqual(self.infos, [])
-
-    async def test_expired_server_certificate_refused_by_client(self) -> None:
-        old = make_pki(self, expired=True)
-        port = self.serve(tls.server_context(old.server_cert, old.server_key))
-        e = await self.refused(port, ca=old.ca_cert)
-        self.assertIn("certificate verify failed", str(e))
-
-    async def test_wrong_hostname_refused_by_client(self) -> None:
-        elsewhere = make_pki(self, hostnames=("elsewhere.example",))
-        port = self.serve(tls.server_context(elsewhere.server_cert, elsewhere.server_key))
-        e = await self.refused(port, host="127.0.0.1", ca=elsewhere.ca_cert)
-        self.assertIn("not valid for 127.0.0.1", str(e))
 
     async def test_plaintext_client_closed_good_client_served(self) -> None:
         f = self.files
