@@ -224,20 +224,7 @@ def keepalive_load(port: int, seconds: float, warmup: float, server_pid: int,
     factory = _harness.hello_keepalive_factory(counter, host="b")
     for _ in range(connections):
         reactor.connectTCP("127.0.0.1", port, factory)
-    start = [0.0, 0.0]
-
-    def begin() -> None:
-        counter[0] = 0
-        start[:] = [time.perf_counter(), _harness.cpu_seconds(server_pid)]
-        reactor.callLater(seconds, finish)
-
-    def finish() -> None:
-        n = max(counter[0], 1)
-        cpu = _harness.cpu_seconds(server_pid) - start[1]
-        print("RESULT " + json.dumps({"rps": n / (time.perf_counter() - start[0]),
-                                      "cpu_us": cpu * 1e6 / n}), flush=True)
-        reactor.stop()
-    reactor.callLater(max(warmup, 0.2), begin)
+    _harness.report_rate_after(reactor, counter, max(warmup, 0.2), seconds, server_pid)
     reactor.run()
 
 
@@ -478,7 +465,8 @@ def hello_load(args: argparse.Namespace, server: _harness.Child) -> Dict[str, fl
         out = _harness.run_pinned(_harness.LOAD_CPU, _harness.script_argv(
             args.python, __file__, "--keepalive", server.port, "--seconds", args.seconds,
             "--warmup", args.warmup, "--server-pid", server.pid))
-        return json.loads(_harness.last_line(out, "RESULT "))
+        rps, cpu_us = _harness.read_rate(out)
+        return {"rps": rps, "cpu_us": cpu_us}
     url = f"http://127.0.0.1:{server.port}/hello"
     if args.warmup > 0:
         _wrk(url, 50, args.warmup)

@@ -30,13 +30,11 @@ twisted_aleph / plain Twisted.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import shutil
 import subprocess
 import tempfile
-import time
 from typing import Any, Dict
 
 import _harness
@@ -131,24 +129,10 @@ def _client_creator(pki_dir: str, mutual: bool) -> Any:
     return Creator()
 
 
-def _measure(seconds: float, warmup: float, server_pid: int, counter: list,
-             unit: str) -> None:
-    """After ``warmup``, count ``counter[0]`` for ``seconds``; print RESULT."""
+def _measure(seconds: float, warmup: float, server_pid: int, counter: list) -> None:
+    """After ``warmup``, count ``counter[0]`` for ``seconds``; print the RATE line."""
     from twisted.internet import reactor
-    start = [0.0, 0.0]
-
-    def begin() -> None:
-        counter[0] = 0
-        start[:] = [time.perf_counter(), _harness.cpu_seconds(server_pid)]
-        reactor.callLater(seconds, finish)
-
-    def finish() -> None:
-        n = max(counter[0], 1)
-        cpu = _harness.cpu_seconds(server_pid) - start[1]
-        print("RESULT " + json.dumps({"rate": n / (time.perf_counter() - start[0]),
-                                      "cpu_us": cpu * 1e6 / n, "unit": unit}), flush=True)
-        reactor.stop()
-    reactor.callLater(max(warmup, 0.2), begin)
+    _harness.report_rate_after(reactor, counter, max(warmup, 0.2), seconds, server_pid)
     reactor.run()
 
 
@@ -180,7 +164,7 @@ def handshake_load(port: int, pki_dir: str, mutual: bool, concurrency: int,
 
     for _ in range(concurrency):
         reactor.callWhenRunning(connect)
-    _measure(seconds, warmup, server_pid, counter, "handshakes/s")
+    _measure(seconds, warmup, server_pid, counter)
 
 
 def keepalive_load(port: int, pki_dir: str, seconds: float, warmup: float,
@@ -194,7 +178,7 @@ def keepalive_load(port: int, pki_dir: str, seconds: float, warmup: float,
                                   _harness.hello_keepalive_factory(counter))
     for _ in range(connections):
         reactor.connectTCP("127.0.0.1", port, factory)
-    _measure(seconds, warmup, server_pid, counter, "req/s")
+    _measure(seconds, warmup, server_pid, counter)
 
 
 # -- orchestration ----------------------------------------------------------------------
@@ -230,7 +214,8 @@ def _load(args: argparse.Namespace, server: _harness.Child, role: str,
         args.python, __file__, role, server.port, "--pki", args.pki, "--seconds",
         args.seconds, "--warmup", args.warmup, "--server-pid", server.pid, *extra),
         timeout=args.seconds + args.warmup + 120)
-    return json.loads(_harness.last_line(out, "RESULT "))
+    rate, cpu_us = _harness.read_rate(out)
+    return {"rate": rate, "cpu_us": cpu_us}
 
 
 def handshake_figures(args: argparse.Namespace, server: _harness.Child,
