@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 import platform
-from typing import Any
+from typing import Any, List
 
 from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
@@ -94,12 +94,19 @@ class GCTuningTests(unittest.TestCase):
         self.before = gc.get_threshold() if CPYTHON else None
 
     def test_tune_then_restore(self) -> None:
+        from twisted.logger import formatEvent, globalLogPublisher
+        events: List[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
         previous = tune_gc(12345)
         self.addCleanup(restore_gc, previous)
         if not CPYTHON:
             self.assertIsNone(previous)
             return
         self.assertEqual(previous, self.before)
+        said = [formatEvent(e) for e in events if e.get("log_namespace") == "twisted_aleph.server"]
+        self.assertEqual(len(said), 1)  # the operator sees what was done to the collector
+        self.assertIn("(12345, 20, 20)", said[0])
         self.assertEqual(gc.get_threshold(), (12345,) + SERVER_GC_OLDER_THRESHOLDS)
         self.assertGreater(gc.get_freeze_count(), 0)
         restore_gc(previous)

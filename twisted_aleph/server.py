@@ -184,6 +184,9 @@ def tune_gc(threshold: int = SERVER_GC_THRESHOLD) -> Optional[GCThresholds]:
     gc.collect()
     gc.freeze()
     gc.set_threshold(threshold, *SERVER_GC_OLDER_THRESHOLDS)
+    log.info("garbage collector tuned for a server: thresholds {now} (were {was}), "
+             "{frozen} start-up objects frozen (--gc-threshold 0 leaves it alone)",
+             now=gc.get_threshold(), was=previous, frozen=gc.get_freeze_count())
     return previous
 
 
