@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import struct
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 from hypothesis import given, strategies as st
 from klein import Klein
@@ -48,6 +48,36 @@ async def take_n(conn: Any, n: int) -> List[Any]:
 # -- servers and clients used by the tests ---------------------------------------
 
 
+class WatchedBus(EventBus):
+    """An in-process EventBus that tells the test when its subscriptions
+    change (``when(check)``), so a test waits for the server to subscribe
+    or drop a client without polling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiters: List[Tuple[Callable[[], bool], Deferred]] = []
+
+    def subscribe(self, topic: Any) -> Any:
+        s = super().subscribe(topic)
+        s.on_closed(self._changed)  # after the bus's own callback has dropped it
+        self._changed()
+        return s
+
+    def when(self, check: Callable[[], bool]) -> Deferred:
+        """Fires once ``check()`` holds (now, or at a later change)."""
+        if check():
+            return defer.succeed(None)
+        d: Deferred = Deferred()
+        self._waiters.append((check, d))
+        return d
+
+    def _changed(self) -> None:
+        for check, d in list(self._waiters):
+            if check():
+                self._waiters.remove((check, d))
+                d.callback(None)
+
+
 class Harness:
     """A Klein app with the demo routes plus test routes, served on port 0."""
 
@@ -55,7 +85,7 @@ class Harness:
                  tls: Any = None, **ws_options: Any) -> None:
         self.case = case
         self.app = Klein()
-        self.bus = demo.add_routes(self.app, bus)
+        self.bus = demo.add_routes(self.app, bus if bus is not None else WatchedBus())
         self.server_conns: List[Any] = []
         self.accepted: Deferred = Deferred()
         self.handler_results: List[Deferred] = []
@@ -371,7 +401,7 @@ class ChatTests(unittest.TestCase):
         conn2 = await harness.client("/chat")
         await s.put_all(conn1, ["shoes and ships", "Alice"])
         await s.put_all(conn2, ["shoes and ships", "Bob"])
-        await bounded(until(lambda: len(harness.bus.downstream("shoes and ships")) == 2))
+        await bounded(harness.bus.when(lambda: len(harness.bus.downstream("shoes and ships")) == 2))
         await conn1.put("hello")
         self.assertEqual(await take_n(conn1, 1), ["Alice: hello"])
         self.assertEqual(await take_n(conn2, 1), ["Alice: hello"])
@@ -388,8 +418,8 @@ class ChatTests(unittest.TestCase):
         b = await harness.client("/chat")
         await s.put_all(a, ["room a", "A"])
         await s.put_all(b, ["room b", "B"])
-        await bounded(until(lambda: harness.bus.is_active("room a")
-                            and harness.bus.is_active("room b")))
+        await bounded(harness.bus.when(lambda: harness.bus.is_active("room a")
+                                     and harness.bus.is_active("room b")))
         await a.put("only for a")
         await b.put("only for b")
         self.assertEqual(await take_n(a, 1), ["A: only for a"])
@@ -404,13 +434,13 @@ class ChatTests(unittest.TestCase):
         leave = await harness.client("/chat")
         await s.put_all(stay, ["r", "Stay"])
         await s.put_all(leave, ["r", "Leave"])
-        await bounded(until(lambda: len(harness.bus.downstream("r")) == 2))
+        await bounded(harness.bus.when(lambda: len(harness.bus.downstream("r")) == 2))
         leave.sink.protocol.transport.abortConnection()  # vanishes, no close frame
-        await bounded(until(lambda: len(harness.bus.downstream("r")) == 1))
+        await bounded(harness.bus.when(lambda: len(harness.bus.downstream("r")) == 1))
         await stay.put("anyone?")
         self.assertEqual(await take_n(stay, 1), ["Stay: anyone?"])
         await bounded(websocket_close(stay))
-        await bounded(until(lambda: not harness.bus.is_active("r")))
+        await bounded(harness.bus.when(lambda: not harness.bus.is_active("r")))
         self.assertEqual(harness.bus.topics(), [])
 
     def test_a_client_that_leaves_leaves_the_room(self) -> Deferred:
