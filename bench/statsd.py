@@ -47,7 +47,6 @@ def serve(kind: str) -> None:
     from twisted.internet.protocol import DatagramProtocol
     from twisted.protocols.basic import LineReceiver
 
-    kind, _, gc_mode = kind.partition("+")
     if kind == "raw":
         class Counter(DatagramProtocol):
             count = 0
@@ -88,9 +87,8 @@ def serve(kind: str) -> None:
             if reactor.running:
                 reactor.stop()
 
-    if gc_mode != "python-gc":
-        from twisted_aleph.server import tune_gc
-        tune_gc()  # as twistd aleph-statsd runs (CPython; a no-op on PyPy), for both servers
+    from twisted_aleph.server import tune_gc
+    tune_gc()  # as twistd aleph-statsd runs (CPython; a no-op on PyPy), for both servers
     _harness.print_port(port.getHost().port)
     stdio.StandardIO(Control())
     reactor.run()
@@ -245,7 +243,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4,
                         help="bisection steps after the first loss (default 4)")
     parser.add_argument("--quiet", action="store_true", help="no per-trial lines")
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--send", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:

@@ -267,7 +267,8 @@ def timer_stats(values: Sequence[float], count: float, interval: float,
     """
     ordered = sorted(values)
     n = len(ordered)
-    cuts: Dict[int, List[float]] = {}  # k -> percentiles taking the lowest k values (or the highest n - k)
+    # k -> the percentiles taking the lowest k values (or, negative, the highest n - k)
+    cuts: Dict[int, List[float]] = {}
     for pct in percentiles:
         k = int(math.floor(abs(pct) / 100.0 * n + 0.5)) if n > 1 else n
         if k:

@@ -3,8 +3,9 @@
 [--workers N] [--shutdown-timeout S] [--gc-threshold N]``: the seed's framed EDN
 server, over TLS when given a certificate, served by N processes sharing the port;
 SIGTERM shuts down gracefully; CPython's garbage collector is tuned for a server
-(``twisted_aleph.server.tune_gc``; ``--gc-threshold 0`` leaves it alone). The logic lives in :mod:`twisted_aleph.tcp` (``TCPServerService``),
-:mod:`twisted_aleph.workers` and :mod:`twisted_aleph.demo.tcp`."""
+(``twisted_aleph.server.tune_gc``; ``--gc-threshold 0`` leaves it alone). The logic
+lives in :mod:`twisted_aleph.tcp` (``TCPServerService``), :mod:`twisted_aleph.workers`
+and :mod:`twisted_aleph.demo.tcp`."""
 
 from __future__ import annotations
 
