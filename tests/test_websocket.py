@@ -130,10 +130,35 @@ class Harness:
         await bounded(self.server.when_idle())
 
 
-async def until(check: Callable[[], bool], step: float = 0.005) -> None:
-    """Wait (on the reactor, never blocking) until ``check()`` holds."""
-    while not check():
-        await task.deferLater(reactor, step, lambda: None)
+def after_call(obj: Any, name: str, check: Callable[[], bool]) -> Deferred:
+    """Fires once ``check()`` holds: at once if it holds now, else right after
+    (synchronously, still inside the caller) the first call of ``obj.<name>``
+    that leaves it holding. The method is wrapped on this one instance until
+    the Deferred fires (or is failed by a timeout), then put back. For waiting
+    on the call that sets a flag instead of polling the flag."""
+    if check():
+        return defer.succeed(None)
+    d: Deferred = Deferred()
+    had_own = name in vars(obj)
+    original = getattr(obj, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if not d.called and check():
+            d.callback(None)
+        return result
+
+    def restore(result: Any) -> Any:
+        if vars(obj).get(name) is wrapper:
+            if had_own:
+                setattr(obj, name, original)
+            else:
+                delattr(obj, name)
+        return result
+
+    setattr(obj, name, wrapper)
+    d.addBoth(restore)  # first in the chain: put back before the waiter runs
+    return d
 
 
 class RawClient(protocol.Protocol):
@@ -373,7 +398,10 @@ class SecureWebSocketTests(unittest.TestCase):
         await s.put_all(conn, [str(i) for i in range(5)])
         self.assertEqual(await take_n(server_side, 5), [str(i) for i in range(5)])
         puts = [conn.put(os.urandom(60000)) for _ in range(100)]
-        await bounded(until(lambda: server_side.sink.protocol._reading_paused))
+        # _StreamBridge.onMessage sets _reading_paused (and pauses the TCP
+        # reader) when a message finds the incoming stream full.
+        bridge = server_side.sink.protocol
+        await bounded(after_call(bridge, "onMessage", lambda: bridge._reading_paused))
         got = [await bounded(server_side.take()) for _ in range(100)]
         self.assertEqual(len(got), 100)
         self.assertTrue(all(d.called for d in puts))
@@ -598,7 +626,8 @@ class BackpressureTests(unittest.TestCase):
         chunk = b"z" * 60000
         n = 300  # ~18 MB: far more than socket buffers hold
         puts = [conn.put(chunk + struct.pack(">I", i)) for i in range(n)]
-        await bounded(until(lambda: protocol._reading_paused))
+        # set by onMessage when a message finds the incoming stream full
+        await bounded(after_call(protocol, "onMessage", lambda: protocol._reading_paused))
         self.assertFalse(all(d.called for d in puts))  # the sender is held back
         got = [await bounded(server_side.take()) for _ in range(n)]
         self.assertEqual([struct.unpack(">I", m[-4:])[0] for m in got], list(range(n)))
@@ -615,7 +644,10 @@ class BackpressureTests(unittest.TestCase):
         chunk = b"y" * 60000
         n = 300
         puts = [server_side.put(chunk + struct.pack(">I", i)) for i in range(n)]
-        await bounded(until(lambda: server_side.sink.protocol.write_paused))
+        # The transport calls its producer's (the protocol's) pauseProducing,
+        # which sets write_paused, once its write buffer is over its limit.
+        bridge = server_side.sink.protocol
+        await bounded(after_call(bridge, "pauseProducing", lambda: bridge.write_paused))
         self.assertFalse(puts[-1].called)  # held back while the socket is full
         got = [await bounded(conn.take()) for _ in range(n)]
         self.assertEqual([struct.unpack(">I", m[-4:])[0] for m in got], list(range(n)))
@@ -651,7 +683,10 @@ class KeepAliveTests(unittest.TestCase):
         protocol = server_side.sink.protocol
         for _ in range(3):
             clock.advance(5.2)
-            await bounded(until(lambda: protocol.autoPingPending is None))
+            # Autobahn's processControlFrame clears autoPingPending on the
+            # matching pong, then calls _onPong -> onPong.
+            await bounded(after_call(protocol, "onPong",
+                                     lambda: protocol.autoPingPending is None))
             clock.advance(2.2)
         self.assertFalse(server_side.is_closed)
         await conn.put("still here")
