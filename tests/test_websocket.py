@@ -131,21 +131,23 @@ class Harness:
 
 
 def after_call(obj: Any, name: str, check: Callable[[], bool]) -> Deferred:
-    """Fires once ``check()`` holds: at once if it holds now, else right after
-    (synchronously, still inside the caller) the first call of ``obj.<name>``
-    that leaves it holding. The method is wrapped on this one instance until
-    the Deferred fires (or is failed by a timeout), then put back. For waiting
-    on the call that sets a flag instead of polling the flag."""
+    """Fires once ``check()`` holds: at once if it holds now, else on the
+    reactor turn after the first call of ``obj.<name>`` that leaves it holding
+    (not inside that call: the test must not run re-entrantly in the protocol).
+    The method is wrapped on this one instance until the Deferred fires (or is
+    failed by a timeout), then put back. For waiting on the call that sets a
+    flag instead of polling the flag."""
     if check():
         return defer.succeed(None)
-    d: Deferred = Deferred()
+    fired: List[Any] = []
+    d: Deferred = Deferred(lambda _: [call.cancel() for call in fired if call.active()])
     had_own = name in vars(obj)
     original = getattr(obj, name)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         result = original(*args, **kwargs)
-        if not d.called and check():
-            d.callback(None)
+        if not fired and check():
+            fired.append(reactor.callLater(0, d.callback, None))
         return result
 
     def restore(result: Any) -> Any:

@@ -20,7 +20,7 @@ from twisted.internet import defer, protocol, reactor
 from twisted.internet.defer import Deferred
 from twisted.trial import unittest
 
-from tests.test_websocket import Harness, bounded, take_n, until
+from tests.test_websocket import Harness, bounded, take_n
 from twisted_aleph import stream as s
 from twisted_aleph.http.websocket import closed, websocket_client
 
@@ -191,7 +191,7 @@ class ChatPageInChromium(unittest.TestCase):
                     f"?room={quote(ROOM)}&name=Alice")
         alice = await self.open_page(devtools, page_url)
         await bounded(alice.when("document.body.dataset.state === 'joined'"), BROWSER_WAIT)
-        await bounded(until(lambda: len(harness.bus.downstream(ROOM)) == 2))
+        await bounded(harness.bus.when(lambda: len(harness.bus.downstream(ROOM)) == 2))
 
         # Alice types a line in the page and presses Send.
         await alice.evaluate("document.getElementById('message').focus()")
@@ -211,7 +211,8 @@ class ChatPageInChromium(unittest.TestCase):
         # Closing the tab leaves the room; Bob is unaffected.
         await devtools.send("Target.closeTarget", {"targetId": await self._target_of(
             devtools, alice)})
-        await bounded(until(lambda: len(harness.bus.downstream(ROOM)) == 1), BROWSER_WAIT)
+        await bounded(harness.bus.when(lambda: len(harness.bus.downstream(ROOM)) == 1),
+                      BROWSER_WAIT)
         await bob.put("still here")
         self.assertEqual(await take_n(bob, 1), ["Bob: still here"])
 

@@ -17,7 +17,7 @@ from twisted.internet import defer
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
-from tests.test_websocket import Harness, bounded, take_n, until
+from tests.test_websocket import Harness, bounded, take_n
 from twisted_aleph import stream as s
 from twisted_aleph.http.websocket import closed, websocket_client
 
@@ -73,7 +73,7 @@ class TheirClientOurServer(unittest.TestCase):
         async def run() -> None:
             alice = await harness.client("/chat")
             await s.put_all(alice, ["shoes and ships", "Alice"])
-            await bounded(until(lambda: harness.bus.is_active("shoes and ships")))
+            await bounded(harness.bus.when(lambda: harness.bus.is_active("shoes and ships")))
             bob_done = in_thread(bob)
             # Bob's line is published after Bob subscribed, so he will hear Alice.
             self.assertEqual(await take_n(alice, 1), ["Bob: hi!"])
