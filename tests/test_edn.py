@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from twisted_aleph import edn
+from twisted_aleph.edn import bigint
 from twisted_aleph.edn import (
     Char, EDNError, FrozenDict, FrozenSet, Keyword, List, Symbol, TaggedLiteral, Vector,
     dumps, loads, loads_all,
@@ -342,6 +343,15 @@ class ErrorTests(unittest.TestCase):
         d[K("self")] = [d]
         self.assertRaises(ValueError, dumps, d)
 
+    def test_long_tokens_are_cut_short_in_messages(self) -> None:
+        # A peer's megabyte-long token must not end up whole in a log line.
+        for text in ("1" * 100000 + "x", ":" + "k" * 100000 + "::", "0" + "8" * 100000):
+            with self.subTest(text=text[:10]):
+                with self.assertRaises(EDNError) as caught:
+                    loads(text)
+                self.assertLess(len(str(caught.exception)), 200, str(caught.exception))
+                self.assertIn("(%d characters)" % len(text), str(caught.exception))
+
     def test_shared_but_not_circular_values_are_fine(self) -> None:
         shared = [1]
         self.assertEqual(dumps([shared, shared, {K("a"): shared}]), "[[1] [1] {:a [1]}]")
@@ -383,3 +393,100 @@ class DepthTests(unittest.TestCase):
         deep_text = "[" * 20000 + "]" * 20000
         self.assertEqual(dumps(loads_all(deep_text, max_depth=20000)[0]), deep_text)
         self.assertLess(sys.getrecursionlimit(), 100000)
+
+
+# ---------------------------------------------------------------- big integers
+
+
+def _decimal_digits(n: int, digit: int = 7) -> Decimal:
+    # Decimal("7" * n) would go through int() on PyPy, with its 4,300-digit limit.
+    return Decimal((0, (digit,) * n, 0))
+
+
+class BigIntegerTests(unittest.TestCase):
+    """Integers of any size, past Python's 4,300-digit str()/int() limit (SPEC 2)."""
+
+    SIZES = [1, 3999, 4000, 4001, 4299, 4300, 4301, 8000, 8001, 16001, 50000]
+
+    def test_dumps_and_loads_any_size(self) -> None:
+        for size in self.SIZES:
+            ends_in_one = "1" + "0" * (size - 2) + "1" if size > 1 else "1"
+            for digits in ("9" * size, "1" + "0" * (size - 1), ends_in_one):
+                with self.subTest(size=size, digits=digits[:3]):
+                    value = bigint.int_from_digits(digits)
+                    self.assertTrue(10 ** (size - 1) <= value < 10 ** size)
+                    self.assertEqual(dumps(value), digits)
+                    self.assertEqual(dumps(-value), "-" + digits)
+                    self.assertEqual(loads(digits), value)
+                    self.assertEqual(loads("-" + digits + "N"), -value)
+
+    def test_big_ints_inside_collections_and_ratios(self) -> None:
+        big = 2 ** 20000
+        value = {K("n"): [big, -big, 1], K("r"): Fraction(big, 3 ** 9000)}
+        text = dumps(value)
+        self.assertTrue(text.startswith("{:n [" + bigint.int_to_decimal(big) + " -"), text[:20])
+        self.assertEqual(loads(text), value)
+        self.assertEqual(loads(dumps(FrozenSet([big]))), FrozenSet([big]))
+
+    def test_other_bases(self) -> None:
+        big = 2 ** 40000 - 1
+        self.assertEqual(loads("0x" + "f" * 10000), big)
+        self.assertEqual(loads("-0x" + "F" * 10000), -big)
+        self.assertEqual(loads("0" + "7" * 13334), 2 ** 40002 - 1)
+        self.assertEqual(loads("2r" + "1" * 40000), big)
+        self.assertEqual(loads("36r" + "Z" * 5000), 36 ** 5000 - 1)
+        self.assertEqual(loads("-3/" + "9" * 5000), Fraction(-3, 10 ** 5000 - 1))
+
+    def test_long_decimals_and_floats(self) -> None:
+        self.assertEqual(loads("0." + "3" * 5000 + "M"),
+                         Decimal((0, (3,) * 5000, -5000)))
+        self.assertEqual(loads("7" * 5000 + "M"), _decimal_digits(5000))
+        self.assertEqual(loads("1" + "0" * 200000 + ".0e-200000"), 1.0)  # linear: no limit
+        self.assertEqual(dumps(_decimal_digits(5000)), "7" * 5000 + "M")
+
+    def test_more_than_max_int_digits_is_an_EDNError(self) -> None:
+        self.assertEqual(loads("9" * edn.MAX_INT_DIGITS), 10 ** edn.MAX_INT_DIGITS - 1)
+        for text in ("9" * (edn.MAX_INT_DIGITS + 1), "[1 -" + "9" * (edn.MAX_INT_DIGITS + 1) + "N]",
+                     "1/" + "2" * (edn.MAX_INT_DIGITS + 1), "0x" + "f" * (edn.MAX_INT_DIGITS + 1)):
+            with self.subTest(text=text[:5]):
+                with self.assertRaises(EDNError) as caught:
+                    loads(text)
+                self.assertIn("max_int_digits=%d" % edn.MAX_INT_DIGITS, str(caught.exception))
+                self.assertLess(len(str(caught.exception)), 200)
+
+    def test_max_int_digits_option(self) -> None:
+        self.assertEqual(loads("[1234 -5678N 0x1f 99/100]", max_int_digits=4),
+                         [1234, -5678, 31, Fraction(99, 100)])
+        for text in ("12345", "-12345N", "0x12345", "12345/4", "1/12345"):
+            with self.subTest(text=text):
+                self.assertRaises(EDNError, loads, text, max_int_digits=4)
+        self.assertEqual(loads_all("1 22 333", max_int_digits=3), [1, 22, 333])
+        self.assertRaises(EDNError, loads_all, "1 22 4444", max_int_digits=3)
+        self.assertEqual(loads("123456.5", max_int_digits=4), 123456.5)  # floats: no limit
+
+    # Digit strings made of runs (long runs of zeros test the chunks' padding).
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from("0123456789"), st.integers(1, 9000)),
+                    min_size=1, max_size=5), st.booleans())
+    def test_digits_round_trip(self, runs: Any, negative: bool) -> None:
+        digits = "".join(digit * count for digit, count in runs)
+        n = bigint.int_from_digits(digits)
+        # the size and the last digits agree with arithmetic
+        magnitude = digits.lstrip("0") or "0"
+        if n:
+            self.assertTrue(10 ** (len(magnitude) - 1) <= n < 10 ** len(magnitude))
+        self.assertEqual(int(magnitude[-1000:]), n % 10 ** 1000)
+        if negative:
+            n, magnitude = -n, "-" + magnitude
+        self.assertEqual(bigint.int_to_decimal(n), magnitude.replace("-0", "0"))
+        self.assertEqual(loads(dumps(n)), n)
+        self.assertEqual(loads(digits.lstrip("0") or "0"), abs(n))
+
+    def test_int_subclasses_and_bools(self) -> None:
+        import enum
+
+        class Big(enum.IntEnum):
+            HUGE = 10 ** 5000
+
+        self.assertEqual(dumps(Big.HUGE), "1" + "0" * 5000)
+        self.assertEqual(dumps([True, 2 ** 20000 > 0, None]), "[true true nil]")

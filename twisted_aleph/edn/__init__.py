@@ -18,14 +18,18 @@ Decisions: ``loads`` reads the first form and ignores the rest, like
 unless ``eof=`` is given (Clojure returns nil); nesting deeper than
 ``MAX_DEPTH`` (100, ``max_depth=`` to change) is an EDNError, because
 Python's own ``==``/``hash``/``repr`` of deeper values recurse; ``dumps`` has
-no depth limit. Duplicate map keys or set members are an EDNError, as in
-Clojure. The reader lives in ``reader``, the writer in ``writer``.
+no depth limit. Integers have any size both ways (past Python's 4,300-digit
+``str``/``int`` limit, without changing it); ``loads`` refuses a number of
+more than ``MAX_INT_DIGITS`` (100,000, ``max_int_digits=`` to change) digits
+with an EDNError, since reading one costs more than linear time. Duplicate
+map keys or set members are an EDNError, as in Clojure. The reader lives in
+``reader``, the writer in ``writer``.
 """
 
 from __future__ import annotations
 
 from twisted_aleph.edn.errors import EDNError
-from twisted_aleph.edn.reader import MAX_DEPTH, loads, loads_all
+from twisted_aleph.edn.reader import MAX_DEPTH, MAX_INT_DIGITS, loads, loads_all
 from twisted_aleph.edn.types import (
     Char, FrozenDict, FrozenSet, Keyword, List, Symbol, TaggedLiteral, Vector,
     edn_equal, edn_key,
@@ -33,7 +37,7 @@ from twisted_aleph.edn.types import (
 from twisted_aleph.edn.writer import dumps
 
 __all__ = [
-    "dumps", "loads", "loads_all", "EDNError", "MAX_DEPTH", "Keyword", "Symbol",
-    "Char", "Vector", "List", "FrozenDict", "FrozenSet", "TaggedLiteral",
+    "dumps", "loads", "loads_all", "EDNError", "MAX_DEPTH", "MAX_INT_DIGITS", "Keyword",
+    "Symbol", "Char", "Vector", "List", "FrozenDict", "FrozenSet", "TaggedLiteral",
     "edn_equal", "edn_key",
 ]

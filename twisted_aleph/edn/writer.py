@@ -11,6 +11,9 @@ value (strings through the json module's C quoter, keywords through
 the writers are those. Clojure can read everything written here,
 except a Char outside the Basic Multilingual Plane (Clojure chars are UTF-16
 units). Big ints are written without ``N``; Clojure reads them as BigInts.
+Ints of any size are written: past Python's 4,300-digit ``str()`` limit the
+fast path's ValueError sends them to the general writer, which uses
+``bigint``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from itertools import chain
 from operator import attrgetter
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from twisted_aleph.edn.bigint import int_to_decimal
 from twisted_aleph.edn.types import (
     Char, FrozenDict, FrozenSet, Keyword, List, Symbol, TaggedLiteral, Vector,
 )
@@ -84,8 +88,8 @@ def _write_decimal(d: Decimal) -> str:
 
 def _write_fraction(f: Fraction) -> str:
     if f.denominator == 1:
-        return str(f.numerator)
-    return "%d/%d" % (f.numerator, f.denominator)
+        return int_to_decimal(f.numerator)
+    return int_to_decimal(f.numerator) + "/" + int_to_decimal(f.denominator)
 
 
 def _write_char(c: str) -> str:
@@ -138,6 +142,9 @@ _SCALARS: Dict[type, Callable[[Any], str]] = {
     uuid.UUID: _write_uuid,
 }
 
+# The general writer's: ints of any size (a Python function, slower on CPython).
+_SCALARS_ANY_SIZE: Dict[type, Callable[[Any], str]] = {**_SCALARS, int: int_to_decimal}
+
 # Exact type -> (opening text, closing text, is a map).
 _COLLECTIONS: Dict[type, Tuple[str, str, bool]] = {
     list: ("[", "]", False), tuple: ("[", "]", False), Vector: ("[", "]", False),
@@ -156,14 +163,17 @@ def dumps(value: Any) -> str:
     TaggedLiteral -> ``#tag value``. Anything else is a TypeError.
     """
     write = _SCALARS.get(type(value))
-    if write is not None:
-        return write(value)
     try:
+        if write is not None:
+            return write(value)
         return _write_shallow(value, 0)
-    except _NotShallow:
-        out: list = []
-        _write_nested(value, out)
-        return "".join(out)
+    except (_NotShallow, ValueError):
+        # Deep or unusual values; ints past Python's 4,300-digit str() limit
+        # (the general writer has no limit, and raises any other ValueError).
+        pass
+    out: list = []
+    _write_nested(value, out)
+    return "".join(out)
 
 
 class _NotShallow(Exception):
@@ -203,7 +213,7 @@ def _write_shallow(value: Any, depth: int) -> str:
 
 
 def _write_nested(value: Any, out: list) -> None:
-    scalars = _SCALARS
+    scalars = _SCALARS_ANY_SIZE
     stack: list = []  # frames: [iterator, closing text, is map, count, id]
     active = set()    # ids of the containers being written: cycle guard
     child = value
@@ -267,12 +277,12 @@ def _open(value: Any, out: list) -> Any:
 
 def _write_other_scalar(value: Any) -> str:
     """Subclasses of the scalar types (IntEnum, str subclasses...), else TypeError."""
-    for kind in (bool, int, float, str, Decimal, Fraction, datetime, uuid.UUID):
+    if isinstance(value, int):  # bool is final: these are IntEnum and the like
+        return int_to_decimal(int(value))
+    if isinstance(value, str):
+        return _write_str(str(value))
+    for kind in (float, Decimal, Fraction, datetime, uuid.UUID):
         if isinstance(value, kind):
-            if kind is int:
-                return int.__repr__(value)
-            if kind is str:
-                return _write_str(str(value))
             return _SCALARS[kind](value)
     raise TypeError("cannot write %s object as EDN: %.80r (convert it to a dict, "
                     "list, str, number, Keyword... first)" % (type(value).__name__, value))
