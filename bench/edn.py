@@ -6,6 +6,14 @@ not installed, e.g. under PyPy), the ratio, and the stdlib json module on the
 same shapes for scale. A script, not a test: numbers are noisy on a shared
 machine.
 
+For dumps it also prints a ceiling: the same harness calling a "writer" that
+does no work at all but return the answer, computed beforehand (the faster
+of a C call, best on CPython, and a Python function, best under PyPy's JIT).
+No dumps can beat it, so ``ceiling / edn_format`` is the highest ratio any
+writer can show here: on CPython the harness's own call costs a good part of
+edn_format's time for a scalar, and PyPy compiles edn_format's dumps of a
+scalar to about nothing.
+
     python bench/edn.py [--seconds 1] [--warmup N] [--python /usr/bin/pypy3] [--json]
 
 The workload runs in a child process under ``--python`` (default: this
@@ -55,10 +63,14 @@ def measure(fn: Callable[[], Any], seconds: float, warmup: float) -> float:
             return calls / (now - start)
 
 
-def workloads() -> List[Tuple[str, str, Callable[[], Any], Optional[Callable[[], Any]],
-                              Callable[[], Any]]]:
-    """(message, op, ours, edn_format or None, json) callables."""
+Workload = Tuple[str, str, Callable[[], Any], Optional[Callable[[], Any]],
+                 Callable[[], Any], List[Callable[[], Any]]]
+
+
+def workloads() -> List[Workload]:
+    """(message, op, ours, edn_format or None, json, no-work writers) callables."""
     import json
+    import types
 
     from twisted_aleph import edn
 
@@ -80,10 +92,18 @@ def workloads() -> List[Tuple[str, str, Callable[[], Any], Optional[Callable[[],
             theirs_value = edn_format.loads(text)
             theirs_loads = (lambda t=text: edn_format.loads(t))
             theirs_dumps = (lambda v=theirs_value: edn_format.dumps(v))
+        # Same shape as ours (an attribute lookup and a call), but no work:
+        # str.format ignores the argument and returns the text (braces escaped).
+        answer = edn.dumps(ours_value)
+        in_c = types.SimpleNamespace(
+            dumps=answer.replace("{", "{{").replace("}", "}}").format)
+        in_python = types.SimpleNamespace(dumps=lambda _value, t=answer: t)
+        no_work = [lambda v=ours_value, w=in_c: w.dumps(v),
+                   lambda v=ours_value, w=in_python: w.dumps(v)]
         out.append((name, "loads", lambda t=text: edn.loads(t), theirs_loads,
-                    lambda t=jtext: json.loads(t)))
+                    lambda t=jtext: json.loads(t), []))
         out.append((name, "dumps", lambda v=ours_value: edn.dumps(v), theirs_dumps,
-                    lambda v=jvalue: json.dumps(v)))
+                    lambda v=jvalue: json.dumps(v), no_work))
     return out
 
 
@@ -103,25 +123,32 @@ def run(args: argparse.Namespace) -> None:
     _harness.header("EDN loads/dumps", args, "workload on CPU %d (taskset)" % _harness.LOAD_CPU)
     results = _harness.Results("edn", args)
     rows = workloads()
-    have_baseline = any(theirs is not None for _, _, _, theirs, _ in rows)
+    have_baseline = any(row[3] is not None for row in rows)
     if not have_baseline:
         print("edn_format is not installed for this interpreter: only ours is measured")
-    print("%-13s %-5s %14s %14s %8s %14s %8s" % (
-        "message", "op", "twisted_aleph", "edn_format", "ratio", "json (C)", "vs json"))
-    for name, op, ours, theirs, json_fn in rows:
+    print("%-13s %-5s %14s %14s %8s %8s %14s %8s" % (
+        "message", "op", "twisted_aleph", "edn_format", "ratio", "ceiling", "json (C)",
+        "vs json"))
+    for name, op, ours, theirs, json_fn, no_work in rows:
         ours_rate = measure(ours, args.seconds, args.warmup)
         theirs_rate = measure(theirs, args.seconds, args.warmup) if theirs else None
         json_rate = measure(json_fn, min(args.seconds, 0.5), min(args.warmup, 0.5))  # scale only
+        ceiling = "%8s" % "-"
+        note = "" if theirs_rate else "no edn_format"
         if theirs_rate:
             baseline, ratio = "%12.0f/s" % theirs_rate, "%7.1fx" % (ours_rate / theirs_rate)
+            if no_work:
+                most = max(measure(fn, args.seconds, args.warmup) for fn in no_work) / theirs_rate
+                ceiling, note = "%7.1fx" % most, "ceiling %.1fx" % most
         else:
             baseline, ratio = "%14s" % "-", "%8s" % "-"
-        print("%-13s %-5s %12.0f/s %s %s %12.0f/s %7.2fx" % (
-            name, op, ours_rate, baseline, ratio, json_rate, ours_rate / json_rate), flush=True)
-        results.add("%s %s" % (op, name), ours_rate, theirs_rate, "calls/s",
-                    note="" if theirs_rate else "no edn_format")
-    print("(ratio = twisted_aleph / edn_format, higher is better; json is the stdlib's "
-          "C module on the same shapes, for scale)")
+        print("%-13s %-5s %12.0f/s %s %s %s %12.0f/s %7.2fx" % (
+            name, op, ours_rate, baseline, ratio, ceiling, json_rate, ours_rate / json_rate),
+            flush=True)
+        results.add("%s %s" % (op, name), ours_rate, theirs_rate, "calls/s", note=note)
+    print("(ratio = twisted_aleph / edn_format, higher is better; ceiling = the ratio of a "
+          "dumps doing no work at all in this harness, the most any writer can show; json is "
+          "the stdlib's C module on the same shapes, for scale)")
     results.emit()
 
 
