@@ -619,6 +619,85 @@ class BadInputTests(unittest.TestCase):
 # -- backpressure and keep-alive --------------------------------------------------
 
 
+class SharedFrameTests(unittest.TestCase):
+    """A message put to many server connections (a broadcast) is framed once:
+    every peer still gets exactly that message, and nothing else changes."""
+
+    async def _broadcast(self) -> None:
+        from autobahn.websocket.protocol import PreparedMessage
+
+        from twisted_aleph.http import websocket as ws
+
+        harness = Harness(self, compression=False)
+        clients = [await harness.client("/keep", compression=False) for _ in range(3)]
+        servers = list(harness.server_conns)
+        line, blob = "caf\u00e9 " * 50, bytes(range(256)) * 4  # one object each
+        for conn in servers:
+            await conn.put(line)
+        for conn in servers:
+            await conn.put(blob)
+        self.assertIs(ws._last_sent[0], blob)  # framed once, for the 2nd and 3rd
+        self.assertIsInstance(ws._last_sent[2], PreparedMessage)
+        for client in clients:
+            self.assertEqual(await take_n(client, 2), [line, blob])
+
+    def test_one_message_to_many_arrives_whole_on_each(self) -> Deferred:
+        return defer.ensureDeferred(self._broadcast())
+
+    async def _mutable(self) -> None:
+        harness = Harness(self, compression=False)
+        first = await harness.client("/keep", compression=False)
+        second = await harness.client("/keep", compression=False)
+        data = bytearray(b"first")
+        await harness.server_conns[0].put(data)
+        data[:] = b"later"  # same object, new bytes: never taken from a shared frame
+        await harness.server_conns[1].put(data)
+        self.assertEqual(await bounded(first.take()), b"first")
+        self.assertEqual(await bounded(second.take()), b"later")
+
+    def test_a_mutated_bytearray_is_framed_again(self) -> Deferred:
+        return defer.ensureDeferred(self._mutable())
+
+    async def _too_big(self) -> None:
+        harness = Harness(self, max_message_size=1024, compression=False)
+        clients = [await harness.client("/keep") for _ in range(2)]
+        big = "x" * 5000
+        for conn in harness.server_conns:  # the second one goes the shared way
+            await conn.put(big)
+        for client in clients:
+            self.assertIsNone(await bounded(client.take()))
+            self.assertEqual(client.info["close_code"], 1009)
+
+    def test_a_shared_message_over_max_size_closes_each_with_1009(self) -> Deferred:
+        return defer.ensureDeferred(self._too_big())
+
+    async def _compressed(self) -> None:
+        harness = Harness(self)
+        clients = [await harness.client("/keep") for _ in range(2)]
+        big = "aleph " * 10000
+        for conn in harness.server_conns:
+            self.assertEqual(conn.info["extensions"], ["permessage-deflate"])
+            await conn.put(big)
+        for client, conn in zip(clients, harness.server_conns):
+            self.assertEqual(await bounded(client.take()), big)
+            self.assertLess(conn.sink.protocol.trafficStats.outgoingOctetsWireLevel,
+                            len(big) // 10)  # each connection compressed it
+
+    def test_compressing_connections_still_compress(self) -> Deferred:
+        return defer.ensureDeferred(self._compressed())
+
+    async def _client_side(self) -> None:
+        harness = Harness(self)
+        conn = await harness.client("/echo", compression=False)
+        line = "masked " * 20
+        await conn.put(line)
+        await conn.put(line)  # a client masks every frame anew: no sharing
+        self.assertEqual(await take_n(conn, 2), [line, line])
+
+    def test_a_client_sending_one_object_twice(self) -> Deferred:
+        return defer.ensureDeferred(self._client_side())
+
+
 class BackpressureTests(unittest.TestCase):
     async def _incoming(self) -> None:
         harness = Harness(self, buffer_size=4)

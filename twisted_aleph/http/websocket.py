@@ -13,7 +13,8 @@ queued in the stream, at most one socket read's worth). Outgoing: the sink is
 drained by an :class:`Edge` that writes frames and, while the transport's write
 buffer is full (it paused us as its producer), answers with a Deferred, so puts
 wait. Cost per message: one Autobahn frame encode/decode and one stream offer,
-no Deferred on the fast path.
+no Deferred on the fast path; a message put to many server connections in a
+row (a broadcast) is framed once for all of them.
 
 Closing the stream sends a close frame once queued messages are written; the
 peer closing, failing a ping, or vanishing closes it. ``stream.info`` holds
@@ -37,7 +38,7 @@ from autobahn.websocket.compress import (
     PerMessageDeflateOffer, PerMessageDeflateOfferAccept,
     PerMessageDeflateResponse, PerMessageDeflateResponseAccept,
 )
-from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from autobahn.websocket.util import parse_url
 from twisted.internet import defer, endpoints, ssl
 from twisted.internet.defer import Deferred
@@ -128,13 +129,24 @@ class _OutgoingStream(Stream):
 
 
 class _FrameWriter(Edge):
-    """Drains the outgoing stream into frames; waits while the transport is full."""
+    """Drains the outgoing stream into frames; waits while the transport is full.
 
-    __slots__ = ("protocol",)
+    A server's frames are neither masked nor, without permessage-deflate,
+    compressed: the same message makes the same bytes on every connection. So
+    on such connections a ``str``/``bytes`` message sent again right after
+    (a bus broadcasting one line to a room) is framed once, through Autobahn's
+    own PreparedMessage, and that frame written to the next connections.
+    """
+
+    __slots__ = ("protocol", "shares_frames")
 
     def __init__(self, protocol: "_StreamBridge") -> None:
         super().__init__(None, False, "websocket writer")
         self.protocol = protocol
+        p: Any = protocol
+        self.shares_frames = bool(
+            p.factory.isServer and not p.maskServerFrames and p._perMessageCompress is None
+            and not p.autoFragmentSize)
 
     def deliver(self, msg: Any) -> Any:
         p = self.protocol
@@ -142,15 +154,28 @@ class _FrameWriter(Edge):
             # The connection is gone or closing: let the stream drain so no put hangs.
             p.dropped_messages += 1
             return True
-        if isinstance(msg, str):
-            payload, binary = msg.encode("utf-8"), False
+        last = _last_sent
+        if msg is last[0] and self.shares_frames:
+            size, frame = last[1], last[2]
+            if frame is None:
+                size, frame = last[1], last[2] = _frame(msg)
+            if 0 < p.maxMessagePayloadSize < size:
+                p.message_too_big_to_send(size)
+                return True
+            p.sendPreparedMessage(frame)
         else:
-            payload, binary = bytes(msg), True
-        try:
-            p.sendMessage(payload, binary)
-        except PayloadExceededError:
-            p.message_too_big_to_send(len(payload))
-            return True
+            kind = type(msg)
+            if kind is str or kind is bytes:
+                last[0], last[2] = msg, None  # framed if it is sent again
+            if isinstance(msg, str):
+                payload, binary = msg.encode("utf-8"), False
+            else:
+                payload, binary = bytes(msg), True
+            try:
+                p.sendMessage(payload, binary)
+            except PayloadExceededError:
+                p.message_too_big_to_send(len(payload))
+                return True
         if p.write_paused:
             return p.wait_writable()
         return True
@@ -160,6 +185,19 @@ class _FrameWriter(Edge):
         p = self.protocol
         if p.state == _OPEN:
             p.sendClose(CLOSE_NORMAL)
+
+
+# The last str/bytes message sent (on any connection) and, once it is sent
+# again, its payload size and frame. Keeps that one message alive until the
+# next is sent.
+_last_sent: list = [None, 0, None]
+
+
+def _frame(msg: "str | bytes") -> Tuple[int, PreparedMessage]:
+    """(payload size, unmasked uncompressed frame) of ``msg``."""
+    binary = not isinstance(msg, str)
+    payload = msg.encode("utf-8") if isinstance(msg, str) else msg
+    return len(payload), PreparedMessage(payload, binary, False, True)
 
 
 def _network_reader(transport: Any) -> Any:
