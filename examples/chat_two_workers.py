@@ -22,6 +22,7 @@ _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 
 from twisted.internet import defer, task  # noqa: E402
+from twisted.internet.error import ConnectionRefusedError  # noqa: E402
 
 from twisted_aleph.http import websocket_client  # noqa: E402
 
@@ -44,7 +45,10 @@ def worker(conn) -> str:
 
 
 async def main(reactor) -> None:
-    alice = await join("alice")
+    try:
+        alice = await join("alice")
+    except ConnectionRefusedError:
+        sys.exit(f"nothing listens at {URL}: start the server first (see the top of this file)")
     bob = await join("bob")
     for _ in range(MAX_TRIES):  # the kernel chose the same process: try again
         if worker(bob) != worker(alice):
