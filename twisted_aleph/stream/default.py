@@ -250,14 +250,17 @@ class Stream(Closeable):
         """
         if self._buffer:
             msg = self._buffer.popleft()
-            self._refill()
+            if self._pending:  # (the guards of _refill and _check_drained, inlined)
+                self._refill()
             d = succeed(msg)
-            self._check_drained()
+            if self._closed:
+                self._check_drained()
             return d
         if self._pending:
             msg, d = self._pending.popleft()
             _accepted(d)
-            self._check_drained()
+            if self._closed:
+                self._check_drained()
             return succeed(msg)
         if self._closed:
             self._mark_drained()
