@@ -120,7 +120,10 @@ class DemoRoutesTests(unittest.TestCase):
             "abc": b"count must be a whole number, got 'abc'",
             "-1": b"count must be between 0 and 10000, got -1",
             "10001": b"count must be between 0 and 10000, got 10001",
-            "9" * 50: b"count must be a whole number, got '99999999999999999999...'",
+            "9" * 50: b"count must be between 0 and 10000, got 99999999999999999999...",
+            "-" + "9" * 50: b"count must be between 0 and 10000, got -9999999999999999999...",
+            "9" * 50 + "x": b"count must be a whole number, got '99999999999999999999...'",
+            "1.5": b"count must be a whole number, got '1.5'",
         }
         for raw, reason in cases.items():
             d = self.get(pool, "/numbers?count=" + raw)

@@ -27,6 +27,7 @@ reason; a missing ``count`` is 0.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, AsyncIterator, Callable, Iterator, Optional
 
@@ -74,16 +75,20 @@ def parse_count(request: Any) -> int:
     """``count`` from the query: missing is 0; anything else must be a whole
     number in 0..MAX_COUNT, or :class:`BadRequest` with a one-line reason."""
     raw = request.params.get("count", "0")
+    shown = raw if len(raw) <= 20 else raw[:20] + "..."
     try:
-        count = int(raw) if len(raw) <= 20 else None
+        count = int(raw) if len(raw) <= 20 else None  # longer: out of range anyway
     except ValueError:
         count = None
-    if count is None:
-        shown = raw if len(raw) <= 20 else raw[:20] + "..."
+    if count is None and not (len(raw) > 20 and _WHOLE_NUMBER.fullmatch(raw)):
         raise BadRequest(f"count must be a whole number, got {shown!r}")
-    if not 0 <= count <= MAX_COUNT:
-        raise BadRequest(f"count must be between 0 and {MAX_COUNT}, got {count}")
+    if count is None or not 0 <= count <= MAX_COUNT:
+        raise BadRequest(f"count must be between 0 and {MAX_COUNT}, got {shown}")
     return count
+
+
+# What int() takes as a whole number (Unicode digits too), for the long ones.
+_WHOLE_NUMBER = re.compile(r"\s*[+-]?\d+\s*")
 
 
 def _numbers_response(body: Any) -> dict:
