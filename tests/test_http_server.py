@@ -315,6 +315,7 @@ class KleinRoutingTests(unittest.TestCase):
         conn.get("/caf%FF")  # decoded by twisted.web to bytes that are not UTF-8
         self.assertIn(b" 400 ", conn.received().split(b"\r\n")[0])
         self.assertIn(b"Non-UTF-8 encoding in URL.", conn.received())
+        self.assertIn(b"content-type: text/plain; charset=utf-8", conn.received().lower())
 
     def test_hang_up_cancels_a_pending_route(self) -> None:
         cancelled: List[Deferred] = []

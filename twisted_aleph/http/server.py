@@ -364,8 +364,7 @@ class RingResource(KleinResource):
         try:
             scheme, host, script, path = _url_parts(request)
         except UnicodeDecodeError:
-            request.setResponseCode(400)
-            return b"Non-UTF-8 encoding in URL."
+            return _plain_error(request, 400, b"Non-UTF-8 encoding in URL.")
         routes = self._routes
         mapper = routes.url_map.bind(host, script, path_info=path, url_scheme=scheme,
                                      default_method=request.method.decode("latin-1"))
