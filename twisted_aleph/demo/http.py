@@ -77,7 +77,7 @@ def parse_count(request: Any) -> int:
     raw = request.params.get("count", "0")
     shown = raw if len(raw) <= 20 else raw[:20] + "..."
     try:
-        count = int(raw) if len(raw) <= 20 else None  # longer: out of range anyway
+        count = int(raw) if len(raw) <= 20 else None  # longer: not a count in range
     except ValueError:
         count = None
     if count is None and not (len(raw) > 20 and _WHOLE_NUMBER.fullmatch(raw)):
