@@ -441,6 +441,9 @@ class BigIntegerTests(unittest.TestCase):
         self.assertEqual(loads("0." + "3" * 5000 + "M"),
                          Decimal((0, (3,) * 5000, -5000)))
         self.assertEqual(loads("7" * 5000 + "M"), _decimal_digits(5000))
+        self.assertEqual(loads("-" + "3" * 5000 + ".25e-7M"),
+                         Decimal((1, (3,) * 5000 + (2, 5), -9)))
+        self.assertEqual(loads("+" + "3" * 5000 + "E+2M"), Decimal((0, (3,) * 5000, 2)))
         self.assertEqual(loads("1" + "0" * 200000 + ".0e-200000"), 1.0)  # linear: no limit
         self.assertEqual(dumps(_decimal_digits(5000)), "7" * 5000 + "M")
 
