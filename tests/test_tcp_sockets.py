@@ -349,6 +349,14 @@ class PluginTests(SocketTestCase):
         await c.put(1)
         self.assertEqual(await c.take(), 2)
 
+    def test_gc_threshold_reaches_the_service(self) -> None:
+        from twisted_aleph.server import SERVER_GC_THRESHOLD
+        maker = self.maker()
+        for argv, expected in [([], SERVER_GC_THRESHOLD), (["--gc-threshold", "4321"], 4321)]:
+            options = maker.options()
+            options.parseOptions(argv)
+            self.assertEqual(maker.makeService(options).gc_threshold, expected)
+
     def test_bad_handler_option(self) -> None:
         from twisted.python import usage
         options = self.maker().options()

@@ -52,7 +52,8 @@ class AlephTCPServiceMaker:
             return TCPServerService(options["handler_fn"], options["port"],
                                     interface=options["interface"],
                                     max_length=options["max-frame"], tls=options["tls"],
-                                    fd=fd, shutdown_timeout=options["shutdown-timeout"])
+                                    fd=fd, shutdown_timeout=options["shutdown-timeout"],
+                                    gc_threshold=options["gc-threshold"])
         return scaled_service(options, server)
 
 
