@@ -32,7 +32,7 @@ CLOSE_GRACE = 5.0
 SERVER_GC_THRESHOLD = 50_000
 #: The two older generations' thresholds :func:`tune_gc` sets (Python's: 10, 10).
 SERVER_GC_OLDER_THRESHOLDS = (20, 20)
-GC_OPTION = ["gc-threshold", None, SERVER_GC_THRESHOLD,
+GC_OPTION: List[Any] = ["gc-threshold", None, SERVER_GC_THRESHOLD,
              "CPython's young-generation garbage collection threshold (Python's default: "
              "700); start-up objects are also frozen out of the collector's sight. "
              "0 leaves the collector alone. No effect on PyPy.", int]
@@ -149,7 +149,7 @@ class GCOptions:
     """Mixed into a ready server's ``usage.Options``: ``--gc-threshold``
     (call :func:`check_gc_option` from ``postOptions``)."""
 
-    optParameters = [GC_OPTION]
+    optParameters: List[List[Any]] = [GC_OPTION]
 
 
 def check_gc_option(options: Any) -> None:

@@ -242,13 +242,13 @@ class ServerTLSOptions:
     ``postOptions`` calls :func:`server_tls_from_options`.
     """
 
-    optParameters = [
+    optParameters: List[List[Any]] = [
         ["tls-cert", None, None, "PEM certificate (chain) to serve TLS with."],
         ["tls-key", None, None, "PEM private key for --tls-cert (PKCS#8 or traditional)."],
         ["tls-ca", None, None,
          "PEM CA certificate(s) that client certificates are verified against."],
     ]
-    optFlags = [
+    optFlags: List[List[Any]] = [
         ["require-client-cert", None,
          "Refuse clients without a certificate signed by --tls-ca (mutual TLS)."],
     ]

@@ -462,7 +462,7 @@ class RedisBusService(Service):
 
 # -- plugin options -------------------------------------------------------------------
 
-SCALING_OPTIONS = [
+SCALING_OPTIONS: List[List[Any]] = [
     ["workers", None, 1,
      "Processes serving the port: this one and N-1 it starts, sharing its socket.", int],
     ["shutdown-timeout", None, 10.0,
@@ -470,7 +470,7 @@ SCALING_OPTIONS = [
     ["inherit-fd", None, None,
      "Internal (set by --workers): serve the listening socket inherited as this fd.", int],
 ]
-BUS_OPTION = ["bus", None, None,
+BUS_OPTION: List[Any] = ["bus", None, None,
               "redis://host:port: chat rooms go through Redis, so they span workers."]
 
 
@@ -478,13 +478,13 @@ class ScalingOptions:
     """Mixed into a plugin's ``usage.Options``: ``--workers``,
     ``--shutdown-timeout``, ``--inherit-fd`` (call :func:`check_options`)."""
 
-    optParameters = SCALING_OPTIONS
+    optParameters: List[List[Any]] = SCALING_OPTIONS
 
 
 class BusOptions:
     """Mixed into a plugin's ``usage.Options``: ``--bus redis://...``."""
 
-    optParameters = [BUS_OPTION]
+    optParameters: List[List[Any]] = [BUS_OPTION]
 
 
 def check_options(options: Mapping[str, Any]) -> None:

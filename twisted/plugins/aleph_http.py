@@ -12,7 +12,9 @@ and :mod:`twisted_aleph.demo.http`."""
 
 from __future__ import annotations
 
-from twisted.application.service import IServiceMaker
+from typing import Any, List, Optional
+
+from twisted.application.service import IService, IServiceMaker
 from twisted.plugin import IPlugin
 from twisted.python import usage
 from zope.interface import implementer
@@ -23,7 +25,7 @@ from twisted_aleph.workers import BusOptions, ScalingOptions, app_factory, check
 
 
 class Options(ServerTLSOptions, ScalingOptions, GCOptions, BusOptions, usage.Options):
-    optParameters = [
+    optParameters: List[List[Any]] = [
         ["port", "p", 10000, "TCP port to listen on.", int],
         ["interface", None, "0.0.0.0", "Interface to bind."],
         ["app", None, "twisted_aleph.demo.http:app",
@@ -52,11 +54,11 @@ class AlephHTTPServiceMaker:
     description = "The seed's HTTP server: Klein routes answering Ring-style maps."
     options = Options
 
-    def makeService(self, options: Options) -> object:
+    def makeService(self, options: Options) -> IService:
         from twisted_aleph.http import HTTPServerService
         from twisted_aleph.workers import scaled_service, worker_headers
 
-        def server(fd: object, bus: object) -> object:
+        def server(fd: Optional[int], bus: Any) -> IService:
             handler = options["handler"] if bus is None else options["app_factory"](bus=bus)
             return HTTPServerService(handler, options["port"], interface=options["interface"],
                                      tls=options["tls"], fd=fd,

@@ -9,7 +9,9 @@ and :mod:`twisted_aleph.demo.tcp`."""
 
 from __future__ import annotations
 
-from twisted.application.service import IServiceMaker
+from typing import Any, List, Optional
+
+from twisted.application.service import IService, IServiceMaker
 from twisted.plugin import IPlugin
 from twisted.python import usage
 from zope.interface import implementer
@@ -20,7 +22,7 @@ from twisted_aleph.workers import ScalingOptions, check_options
 
 
 class Options(ServerTLSOptions, ScalingOptions, GCOptions, usage.Options):
-    optParameters = [
+    optParameters: List[List[Any]] = [
         ["port", "p", 10000, "TCP port to listen on.", int],
         ["interface", None, "0.0.0.0", "Interface to bind."],
         ["handler", None, "inc", "inc, echo, or module:callable taking (stream, info)."],
@@ -44,11 +46,11 @@ class AlephTCPServiceMaker:
     description = "The seed's framed EDN TCP server (uint32 length + UTF-8 EDN)."
     options = Options
 
-    def makeService(self, options: Options) -> object:
+    def makeService(self, options: Options) -> IService:
         from twisted_aleph.tcp import TCPServerService
         from twisted_aleph.workers import scaled_service
 
-        def server(fd: object, bus: object) -> object:
+        def server(fd: Optional[int], bus: Any) -> IService:
             return TCPServerService(options["handler_fn"], options["port"],
                                     interface=options["interface"],
                                     max_length=options["max-frame"], tls=options["tls"],
