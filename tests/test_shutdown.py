@@ -198,24 +198,83 @@ class ServiceStopTests(unittest.TestCase):
         conn.lost()
         self.successResultOf(stopped)
 
-    def test_tcp_service_hangs_up_then_aborts_at_its_timeout(self) -> None:
+    def tcp_service(self, handler: Any) -> Tuple[Any, MemoryReactorClock]:
         reactor = MemoryReactorClock()
-        streams: List[Any] = []
-        service = TCPServerService(lambda st, info: streams.append(st), 9090,
-                                   shutdown_timeout=2, reactor=reactor)
+        service = TCPServerService(handler, 9090, shutdown_timeout=2, reactor=reactor)
         service.startService()
+        return service, reactor
+
+    def tcp_connection(self, reactor: MemoryReactorClock) -> Tuple[Any, StringTransport]:
         factory = reactor.tcpServers[0][1]
         proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001))
         transport = StringTransport()
         proto.makeConnection(transport)
-        self.assertEqual(len(streams), 1)
+        return proto, transport
+
+    def test_tcp_service_lets_the_handler_answer_then_hangs_up(self) -> None:
+        streams: List[Any] = []
+        service, reactor = self.tcp_service(lambda st, info: streams.append(st))
+        proto, transport = self.tcp_connection(reactor)
+        proto.dataReceived(frame(1) + frame(2))
+        [st] = streams
+        self.assertEqual(self.successResultOf(st.take()), 1)  # in the handler's hands
         stopped = service.stopService()
-        self.assertTrue(transport.disconnecting, "hung up once written")
+        self.assertFalse(transport.disconnecting, "the handler is still answering")
+        self.assertEqual(transport.producerState, "paused")  # no more reading
+        proto.dataReceived(frame(3))  # (already in the socket buffer: too late)
+        self.assertEqual(self.successResultOf(st.take()), 2)  # what was received
+        self.assertIsNone(self.successResultOf(st.take()))  # then the end of input
+        self.successResultOf(st.put(10))
+        self.assertNoResult(stopped)
+        st.close()  # the handler is done
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value(), frame(10))
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.successResultOf(stopped)
+
+    def test_tcp_pipeline_finishes_by_itself(self) -> None:
+        from twisted_aleph.demo.tcp import fast_echo_handler, inc
+        service, reactor = self.tcp_service(fast_echo_handler(inc))
+        proto, transport = self.tcp_connection(reactor)
+        proto.dataReceived(frame(1))
+        stopped = service.stopService()
+        self.assertTrue(transport.disconnecting, "map/connect closed the sink on end of input")
+        self.assertEqual(transport.value(), frame(2))
+        proto.connectionLost(Failure(ConnectionDone()))
+        self.successResultOf(stopped)
+
+    def test_tcp_frames_held_back_by_a_slow_handler_still_reach_it(self) -> None:
+        from twisted_aleph.tcp import INCOMING_BUFFER_SIZE
+        streams: List[Any] = []
+        service, reactor = self.tcp_service(lambda st, info: streams.append(st))
+        proto, transport = self.tcp_connection(reactor)
+        n = INCOMING_BUFFER_SIZE + 5
+        proto.dataReceived(b"".join(frame(i) for i in range(n)) + frame(99)[:3])
+        self.assertEqual(transport.producerState, "paused")  # backpressure: parsing stopped
+        service.stopService()
+        [st] = streams
+        got = [self.successResultOf(st.take()) for _ in range(n + 1)]
+        self.assertEqual(got, list(range(n)) + [None])  # every whole frame, then the end
+
+    def test_tcp_handler_that_never_closes_is_aborted_at_the_timeout(self) -> None:
+        streams: List[Any] = []
+        service, reactor = self.tcp_service(lambda st, info: streams.append(st))
+        proto, transport = self.tcp_connection(reactor)
+        stopped = service.stopService()
+        self.assertIsNone(self.successResultOf(streams[0].take()))  # told: input ended
+        self.assertFalse(transport.disconnecting)
         self.assertNoResult(stopped)
         reactor.advance(2)
         self.assertTrue(transport.disconnected, "aborted at the timeout")
         proto.connectionLost(Failure(ConnectionDone()))
         self.successResultOf(stopped)
+
+
+def frame(value: Any) -> bytes:
+    """One framed-EDN message as the wire carries it."""
+    from twisted_aleph.tcp import encode_edn
+    payload = encode_edn(value)
+    return len(payload).to_bytes(4, "big") + payload
 
 
 class WebSocketGoingAwayTests(unittest.TestCase):

@@ -4,13 +4,15 @@ Returned by ``tcp.start_server`` and ``http.start_server`` (Aleph's server
 object, which is ``java.io.Closeable``): ``port`` is the real port when 0 was
 asked, ``close()`` stops listening and hangs up open connections (aborting
 those still open after a grace period, so a peer that never reads cannot
-hold the server), and the object is a context manager.
+hold the server), and the object is a context manager. ``close(graceful=True)``
+lets each connection end its own way instead (a TCP stream: reading stops and
+its handler answers what it received, then closes), as twistd's SIGTERM does.
 """
 
 from __future__ import annotations
 
 import gc
-from typing import Any, List, Optional, Set, Tuple, Union, cast
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union, cast
 
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -44,6 +46,7 @@ class Server:
     def __init__(self, listening_port: IListeningPort, reactor: Any = None) -> None:
         self.listening_port = listening_port
         self.connections: Set[Any] = set()  # transports of live connections
+        self._enders: Dict[Any, Callable[[], None]] = {}  # their graceful ends, if any
         self._reactor = reactor
         self._closing: Optional[Deferred] = None
         self._all_gone: List[Deferred] = []
@@ -62,13 +65,17 @@ class Server:
         # IListeningPort.getHost() is typed IAddress; a TCP port's is an IP one.
         return cast(Union[IPv4Address, IPv6Address], self.listening_port.getHost())
 
-    def track(self, transport: Any) -> None:
-        """Remember an accepted connection so close() can hang it up."""
+    def track(self, transport: Any, end: Optional[Callable[[], None]] = None) -> None:
+        """Remember an accepted connection so close() can hang it up; ``end()``
+        ends it gracefully for ``close(graceful=True)``."""
         self.connections.add(transport)
+        if end is not None:
+            self._enders[transport] = end
 
     def untrack(self, transport: Any) -> None:
         """Forget a connection that has gone; fires when_idle() waiters."""
         self.connections.discard(transport)
+        self._enders.pop(transport, None)
         if not self.connections:
             waiters, self._all_gone = self._all_gone, []
             for d in waiters:
@@ -86,15 +93,27 @@ class Server:
         self._all_gone.append(d)
         return d
 
-    def close(self, grace: float = CLOSE_GRACE) -> Deferred:
+    def close(self, grace: float = CLOSE_GRACE, *, graceful: bool = False) -> Deferred:
         """Stop listening and hang up every connection once its queued writes
         are out; abort any still open after ``grace`` seconds. The Deferred
-        fires when the port is closed and every connection is gone."""
+        fires when the port is closed and every connection is gone.
+
+        ``graceful``: a connection tracked with an ``end`` is ended that way
+        instead of hung up (TCP streams: no more reading, the handler answers
+        what it has received and closes); ``grace`` still bounds it."""
         if self._closing is None:
             stopped = self.stop_listening()
             stopped.addErrback(self._log_stop_failure)
             for transport in list(self.connections):
-                transport.loseConnection()
+                end = self._enders.get(transport) if graceful else None
+                if end is None:
+                    transport.loseConnection()
+                    continue
+                try:
+                    end()
+                except Exception:
+                    log.failure("error ending a connection gracefully; hanging it up")
+                    transport.loseConnection()
             idle = self.when_idle()
             if not idle.called:
                 abort = self._clock().callLater(grace, self._abort_all)

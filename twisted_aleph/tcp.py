@@ -208,6 +208,7 @@ class _DuplexStreamConnection:
     writer: TransportWriter
     handshake: Optional[Deferred] = None
     _tls = False
+    _finishing = False
     _dispatch_after_handshake = False
 
     def _init_connection(self, clock: Any, server: Optional[Server],
@@ -229,7 +230,7 @@ class _DuplexStreamConnection:
         attach(sink, self.writer)
         self.stream = SplicedStream(sink, self.source, connection_info(transport))
         if self.server is not None:
-            self.server.track(transport)
+            self.server.track(transport, self.finish)
         self._tls = ISSLTransport.providedBy(transport)
         if self.dispatch is not None:
             if self._tls:
@@ -291,8 +292,23 @@ class _DuplexStreamConnection:
 
     def _resume_now(self) -> None:
         self._resume_call = None
-        if self._open and self._unaccepted == 0:
+        if self._open and self._unaccepted == 0 and not self._finishing:
             self._resume_reading()
+
+    def finish(self) -> None:
+        """End gracefully (a server shutting down): read nothing more from the
+        peer, hand the handler what was received, then end its incoming
+        stream. The handler answers what it has and closes the stream (a
+        connect/map pipeline does so by itself), which hangs up."""
+        if not self._open or self._finishing:
+            return
+        self._finishing = True
+        self.transport.pauseProducing()
+        self._offer_received()
+        self.source.close()
+
+    def _offer_received(self) -> None:
+        """Offer what was received but not yet offered (nothing, for raw bytes)."""
 
     def _hang_up(self) -> None:
         """The sink is finished: close once queued data is written."""
@@ -502,8 +518,16 @@ class FramedEDNProtocol(_DuplexStreamConnection, Int32StringReceiver):
         self.transport.loseConnection()
 
     def _pause_reading(self) -> None:
+        if self._finishing:
+            return  # no more reading anyway; the last frames are being offered
         self.paused = True  # also stops parsing what is already buffered
         self.transport.pauseProducing()
+
+    def _offer_received(self) -> None:
+        # every whole frame already received, backpressure or not: they are
+        # in memory already, and are the last this connection will offer
+        self.paused = False
+        self.dataReceived(b"")
 
     def _resume_reading(self) -> None:
         self.paused = False
@@ -672,9 +696,11 @@ def wrap_duplex_stream(codec: Any, s: Any) -> SplicedStream:
 class TCPServerService(service.Service):
     """A framed EDN server as a twistd service (``twistd aleph-tcp``).
 
-    Stopping it (twistd on SIGTERM) stops accepting, hangs up each
-    connection once what was queued for it is written, and aborts those
-    still open after ``shutdown_timeout`` seconds. ``fd`` serves an
+    Stopping it (twistd on SIGTERM) stops accepting and ends each
+    connection gracefully (:meth:`~_DuplexStreamConnection.finish`: no more
+    reading; the handler gets what was received, then the end of its input,
+    answers and closes, which hangs up once the answers are written), and
+    aborts those still open after ``shutdown_timeout`` seconds. ``fd`` serves an
     inherited listening socket (``--workers``). ``gc_threshold``, if not 0,
     tunes the garbage collector once listening
     (:func:`twisted_aleph.server.tune_gc`), until stopped.
@@ -714,7 +740,7 @@ class TCPServerService(service.Service):
             server, self.server = self.server, None
             log.info("aleph-tcp shutting down: {n} connections open, {t} s to finish",
                      n=len(server.connections), t=self.shutdown_timeout)
-            return server.close(grace=self.shutdown_timeout)
+            return server.close(grace=self.shutdown_timeout, graceful=True)
         return None
 
 
