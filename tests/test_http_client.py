@@ -409,6 +409,15 @@ class PluginTests(unittest.TestCase):
         spec.loader.exec_module(module)  # type: ignore[union-attr]
         return module
 
+    def test_every_option_reaches_the_service(self) -> None:
+        plugin = self.load_plugin()
+        options = plugin.Options()
+        options.parseOptions(["--port", "10124", "--interface", "127.0.0.2",
+                              "--shutdown-timeout", "2.5", "--gc-threshold", "4321"])
+        service = plugin.aleph_http.makeService(options)
+        self.assertEqual((service.port, service.interface, service.shutdown_timeout,
+                          service.gc_threshold), (10124, "127.0.0.2", 2.5, 4321))
+
     @defer.inlineCallbacks
     def test_service_serves_default_app(self) -> Any:
         plugin = self.load_plugin()

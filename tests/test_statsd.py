@@ -288,6 +288,19 @@ class OptionsTests(unittest.TestCase):
         self.assertRaises(ValueError, statsd.parse_address, ":1")
         self.assertRaises(ValueError, statsd.parse_address, "h:99999")
 
+    def test_every_option_reaches_the_service(self) -> None:
+        o = statsd.Options()
+        o.parseOptions(["--port", "9125", "--interface", "127.0.0.2", "--flush-interval", "2.5",
+                        "--graphite", "g.example:2004", "--percentiles", "50,99.9",
+                        "--prefix", "p", "--max-queued", "7", "--shutdown-timeout", "1.5",
+                        "--gc-threshold", "4321"])
+        service = statsd.makeService(o)
+        self.assertEqual((service.port, service.shutdown_timeout, service.gc_threshold),
+                         (9125, 1.5, 4321))
+        self.assertEqual(service.options, {
+            "interface": "127.0.0.2", "flush_interval": 2.5, "graphite": "g.example:2004",
+            "percentiles": (50.0, 99.9), "prefix": "p", "max_queued": 7})
+
     @defer.inlineCallbacks
     def test_service_starts_and_stops(self) -> Any:
         o = statsd.Options()

@@ -357,7 +357,22 @@ class PluginTests(SocketTestCase):
             options.parseOptions(argv)
             self.assertEqual(maker.makeService(options).gc_threshold, expected)
 
+    def test_every_option_reaches_the_service(self) -> None:
+        options = self.maker().options()
+        options.parseOptions(["--port", "10123", "--interface", "127.0.0.2",
+                              "--handler", "tests.test_tcp_sockets:closing_handler",
+                              "--max-frame", "77", "--shutdown-timeout", "2.5"])
+        service = self.maker().makeService(options)
+        self.assertEqual((service.port, service.interface, service.max_length,
+                          service.shutdown_timeout), (10123, "127.0.0.2", 77, 2.5))
+        self.assertIs(service.handler, closing_handler)
+
     def test_bad_handler_option(self) -> None:
         from twisted.python import usage
         options = self.maker().options()
         self.assertRaises(usage.UsageError, options.parseOptions, ["--handler", "nonsense"])
+
+
+def closing_handler(stream: Any, info: Any) -> None:
+    """A ``--handler module:callable`` for the plugin tests: hangs up at once."""
+    stream.close()
