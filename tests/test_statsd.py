@@ -27,6 +27,27 @@ def open_server(test: unittest.TestCase, **kwargs: Any) -> statsd.StatsdServer:
     return server
 
 
+class ReactorWithOwnClock(task.Clock):
+    """The real reactor's UDP, with timers of its own (a task.Clock)."""
+
+    def listenUDP(self, *args: Any, **kwargs: Any) -> Any:
+        return reactor.listenUDP(*args, **kwargs)  # type: ignore[attr-defined]
+
+
+class ReactorAndClockTests(unittest.TestCase):
+    def test_the_given_reactor_times_the_flushes(self) -> None:
+        given = ReactorWithOwnClock()
+        server = open_server(self, flush_interval=3.0, reactor=given)
+        self.assertIs(server.clock, given)
+        self.assertEqual([c.getTime() for c in given.getDelayedCalls()], [3.0])
+
+    def test_the_given_clock_times_flushes_and_graphite_retries(self) -> None:
+        clock = task.Clock()
+        server = open_server(self, graphite="127.0.0.1:1", clock=clock)
+        self.assertIs(server.clock, clock)
+        self.assertIs(server.graphite._clock, clock)
+
+
 class ClockedServerTests(unittest.TestCase):
     """Flushes driven by task.Clock; datagrams fed to the protocol in memory."""
 

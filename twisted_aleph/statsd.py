@@ -346,13 +346,17 @@ def start_server(port: int = DEFAULT_PORT, *, interface: str = "0.0.0.0",
 
     ``graphite="host:port"`` forwards every flush there (reconnecting); the
     rollups are always readable from ``server.rollups``. Raises
-    ``CannotListenError`` if the port is taken.
+    ``CannotListenError`` if the port is taken. ``reactor`` listens (and
+    connects to Graphite); ``clock`` times the flushes and the Graphite
+    retries (default: ``reactor``).
     """
+    if clock is None:
+        clock = reactor
     forwarder = None
     if graphite is not None:
         host, gport = parse_address(graphite)
         forwarder = GraphiteForwarder(host, gport, max_queued=max_queued,
-                                      reactor=reactor)
+                                      reactor=reactor, clock=clock)
     server = StatsdServer(flush_interval=flush_interval, percentiles=percentiles,
                           graphite=forwarder, prefix=prefix, clock=clock)
     return server.listen(port, interface, reactor)
