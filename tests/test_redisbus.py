@@ -65,9 +65,21 @@ class RespCodec(unittest.TestCase):
         self.assertRaises(resp.RespError, p.feed, b"$11\r\n")
 
     def test_parse_url(self) -> None:
-        self.assertEqual(resp.parse_url("redis://:pw@example:6380/2"), ("example", 6380, "pw", 2))
-        self.assertEqual(resp.parse_url("redis://localhost"), ("localhost", 6379, None, 0))
-        self.assertRaises(ValueError, resp.parse_url, "http://x")
+        self.assertEqual(resp.parse_url("redis://:pw@example:6380/2"),
+                         ("example", 6380, "pw", 2, None))
+        self.assertEqual(resp.parse_url("redis://localhost"), ("localhost", 6379, None, 0, None))
+        self.assertEqual(resp.parse_url("redis://alice:pw@h"), ("h", 6379, "pw", 0, "alice"))
+        for bad in ("http://x", "redis://h:99999", "redis://h/two"):
+            with self.subTest(url=bad):
+                self.assertRaises(ValueError, resp.parse_url, bad)
+
+    def test_pubsub_url_refuses_a_db(self) -> None:
+        # pub/sub ignores the db: /2 would look like a separate bus and not be one
+        self.assertEqual(resp.parse_pubsub_url("redis://h/0").db, 0)
+        e = self.assertRaises(ValueError, resp.parse_pubsub_url, "redis://h:6380/2")
+        self.assertIn("shared by all databases", str(e))
+        from twisted_aleph.redisbus import RedisEventBus
+        self.assertRaises(ValueError, RedisEventBus, "redis://127.0.0.1:1/3")
 
 
 def free_port() -> int:
@@ -97,10 +109,10 @@ class RedisProcess(protocol.ProcessProtocol):
         self.ended.callback(None)
 
 
-def start_redis(port: int) -> RedisProcess:
+def start_redis(port: int, *options: str) -> RedisProcess:
     proc = RedisProcess()
     reactor.spawnProcess(proc, REDIS, [REDIS, "--port", str(port), "--bind", "127.0.0.1",
-                                       "--save", "", "--appendonly", "no"], env=None)
+                                       "--save", "", "--appendonly", "no", *options], env=None)
     return proc
 
 
@@ -147,6 +159,25 @@ class RedisBusWithoutRedis(unittest.TestCase):
         self.bus._on_push([b"subscribe", b"room", 1])
         self.successResultOf(confirmed)
         self.assertEqual(connection.transport.value().count(b"SUBSCRIBE"), 3)
+
+    def test_reconnecting_is_timed_by_the_given_reactor(self) -> None:
+        from twisted.internet.error import ConnectionRefusedError
+        from twisted.python.failure import Failure
+        before = len(self.reactor.getDelayedCalls())
+        self.assertEqual(len(self.reactor.tcpClients), 2)  # subscriber, publisher
+        for _host, _port, factory, _timeout, _bind in self.reactor.tcpClients:
+            factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+        self.assertEqual(len(self.reactor.getDelayedCalls()), before + 2)  # the retries
+
+    def test_an_acl_user_authenticates_with_its_name(self) -> None:
+        from twisted.internet.testing import StringTransport
+
+        from twisted_aleph.redisbus import RedisProtocol
+        for username, sent in [("alice", resp.encode_command("AUTH", "alice", "pw")),
+                               (None, resp.encode_command("AUTH", "pw"))]:
+            connection = RedisProtocol("pw", username=username)
+            connection.makeConnection(StringTransport())
+            self.assertEqual(connection.transport.value(), sent)
 
     def test_close_lets_subscription_waiters_go(self) -> None:
         self.bus.subscribe("room")
@@ -212,6 +243,30 @@ class RedisBusIntegration(unittest.TestCase):
         delivered = yield self.a.publish("room", "back")
         self.assertTrue(delivered)
         self.assertEqual((yield sb.take()), "back")
+
+
+class RedisBusACLUser(unittest.TestCase):
+    """A Redis 6+ ACL user in the URL (redis://user:password@...) authenticates."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_an_acl_user_chats(self) -> defer.Generator:
+        if REDIS is None:
+            raise unittest.SkipTest("redis-server not installed (apt-get install redis-server)")
+        from twisted_aleph.redisbus import RedisEventBus
+        port = free_port()
+        redis = start_redis(port, "--user", "alice", "on", ">secret", "~*", "&*", "+@all",
+                            "--user", "default", "off")
+        self.addCleanup(lambda: stop_redis(redis))
+        yield redis.ready
+        bus = RedisEventBus(f"redis://alice:secret@127.0.0.1:{port}")
+        self.addCleanup(bus.close)
+        yield bus.when_connected()
+        room = bus.subscribe("room")
+        yield bus.when_subscribed("room")
+        self.assertTrue((yield bus.publish("room", "hi")))
+        self.assertEqual((yield room.take()), "hi")
 
 
 class RedisBusCloseIsQuiet(unittest.TestCase):

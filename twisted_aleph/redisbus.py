@@ -5,6 +5,11 @@
 EDN-encoded, so any EDN value crosses. It lives here, a transport module,
 rather than in ``bus`` (a primitive that does no I/O), by the floors rule.
 
+The URL is ``redis://[[user]:password@]host[:port]``: with a password each
+connection sends AUTH (with the ACL user, Redis 6+, when one is named). A
+``/db`` other than 0 is refused: pub/sub channels are shared by all
+databases, so it would not keep two buses apart.
+
 Two connections: one in subscribe mode, one for PUBLISH. Both reconnect
 with backoff when Redis goes away; on reconnect the channels with local
 subscribers are subscribed again. A publish while Redis is unreachable
@@ -32,7 +37,7 @@ from twisted.internet.interfaces import IProtocol
 from twisted.logger import Logger
 
 from twisted_aleph import edn
-from twisted_aleph.resp import ReplyError, RespParser, encode_command, parse_url
+from twisted_aleph.resp import ReplyError, RespParser, encode_command, parse_pubsub_url
 from twisted_aleph.stream import Stream
 
 log = Logger()
@@ -46,10 +51,12 @@ class RedisProtocol(protocol.Protocol):
     """A RESP connection: commands answered in order; pushes to ``on_push``."""
 
     def __init__(self, password: Optional[str] = None, on_push: Any = None,
-                 on_ready: Any = None, on_lost: Any = None) -> None:
+                 on_ready: Any = None, on_lost: Any = None,
+                 username: Optional[str] = None) -> None:
         self.parser = RespParser()
         self.waiting: Deque[Deferred] = deque()
         self.password = password
+        self.username = username
         self.on_push = on_push
         self.on_ready = on_ready
         self.on_lost = on_lost
@@ -59,7 +66,9 @@ class RedisProtocol(protocol.Protocol):
 
     def connectionMade(self) -> None:
         if self.password:
-            self.command("AUTH", self.password).addCallbacks(
+            credentials = (self.password,) if not self.username else (self.username,
+                                                                      self.password)
+            self.command("AUTH", *credentials).addCallbacks(
                 self._became_ready, self._auth_failed)
         else:
             self._became_ready()
@@ -144,9 +153,11 @@ class _Factory(protocol.Factory):
     def buildProtocol(self, addr: Any) -> RedisProtocol:
         bus = self.bus
         if self.subscriber:
-            p = RedisProtocol(bus.password, bus._on_push, bus._connected, bus._lost)
+            p = RedisProtocol(bus.password, bus._on_push, bus._connected, bus._lost,
+                              username=bus.username)
         else:
-            p = RedisProtocol(bus.password, on_ready=bus._publisher_ready)
+            p = RedisProtocol(bus.password, on_ready=bus._publisher_ready,
+                              username=bus.username)
         p.factory = self
         return p
 
@@ -159,7 +170,8 @@ class RedisEventBus:
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
         self.reactor = reactor
-        host, port, self.password, _db = parse_url(url)
+        address = parse_pubsub_url(url)
+        self.password, self.username = address.password, address.username
         self.buffer_size = buffer_size
         self.dropped = 0
         self._topics: Dict[Hashable, List[Stream]] = {}
@@ -169,9 +181,11 @@ class RedisEventBus:
         self._confirmed: set = set()
         self._confirm_waiters: Dict[bytes, List[Deferred]] = {}
         policy = backoffPolicy(initialDelay=0.1, maxDelay=5.0)
-        endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=5)
-        self._sub = ClientService(endpoint, _Factory(self, True), retryPolicy=policy)
-        self._pub = ClientService(endpoint, _Factory(self, False), retryPolicy=policy)
+        endpoint = TCP4ClientEndpoint(reactor, address.host, address.port, timeout=5)
+        self._sub = ClientService(endpoint, _Factory(self, True), retryPolicy=policy,
+                                  clock=reactor)
+        self._pub = ClientService(endpoint, _Factory(self, False), retryPolicy=policy,
+                                  clock=reactor)
         self._sub_protocol: Optional[RedisProtocol] = None
         self._pub_protocol: Optional[RedisProtocol] = None
         self._sub.startService()

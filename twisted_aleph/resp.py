@@ -13,7 +13,7 @@ one nested deeper than ``MAX_DEPTH`` arrays (parsing recurses per level).
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, List, NamedTuple, Optional, Tuple, Union
 
 CRLF = b"\r\n"
 
@@ -130,8 +130,21 @@ class RespParser:
             raise RespError(f"bad RESP integer {line!r}") from None
 
 
-def parse_url(url: str) -> Tuple[str, int, Optional[str], int]:
-    """``redis://[:password@]host[:port][/db]`` -> (host, port, password, db)."""
+class RedisURL(NamedTuple):
+    """A parsed ``redis://`` URL."""
+
+    host: str
+    port: int
+    password: Optional[str]
+    db: int
+    username: Optional[str] = None  # an ACL user (Redis 6+): AUTH username password
+
+
+def parse_url(url: str) -> RedisURL:
+    """``redis://[[user]:password@]host[:port][/db]`` -> :class:`RedisURL`.
+
+    ``ValueError`` for another scheme, a bad port or a db that is not a number.
+    """
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
@@ -139,5 +152,18 @@ def parse_url(url: str) -> Tuple[str, int, Optional[str], int]:
         raise ValueError(f"not a redis:// URL: {url!r}")
     host = parts.hostname or "localhost"
     port = parts.port or 6379
-    db = int(parts.path.strip("/") or 0)
-    return host, port, parts.password, db
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise ValueError(f"the Redis db in {url!r} is not a number")
+    return RedisURL(host, port, parts.password, int(path or 0), parts.username or None)
+
+
+def parse_pubsub_url(url: str) -> RedisURL:
+    """:func:`parse_url` for pub/sub, which ignores the db: a URL naming one
+    (other than 0) is a ValueError rather than buses that seem apart but share
+    every channel."""
+    parsed = parse_url(url)
+    if parsed.db:
+        raise ValueError(f"Redis pub/sub channels are shared by all databases: /{parsed.db} "
+                         f"in {url!r} would not keep this bus apart (use another Redis server)")
+    return parsed

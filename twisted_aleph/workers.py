@@ -420,8 +420,8 @@ class RedisBusService(Service):
     before the service starts, and keep this object)."""
 
     def __init__(self, url: str, reactor: Any = None) -> None:
-        from twisted_aleph.resp import parse_url
-        parse_url(url)  # ValueError now rather than at start
+        from twisted_aleph.resp import parse_pubsub_url
+        parse_pubsub_url(url)  # ValueError now rather than at start
         self.url = url
         self._reactor = reactor
         self.bus: Any = None
@@ -471,7 +471,8 @@ SCALING_OPTIONS: List[List[Any]] = [
      "Internal (set by --workers): serve the listening socket inherited as this fd.", int],
 ]
 BUS_OPTION: List[Any] = ["bus", None, None,
-              "redis://host:port: chat rooms go through Redis, so they span workers."]
+              "redis://[[user]:password@]host:port: chat rooms go through Redis, "
+              "so they span workers."]
 
 
 class ScalingOptions:
@@ -496,9 +497,9 @@ def check_options(options: Mapping[str, Any]) -> None:
         raise usage.UsageError("--shutdown-timeout must not be negative")
     bus = options.get("bus")
     if bus:
-        from twisted_aleph.resp import parse_url
+        from twisted_aleph.resp import parse_pubsub_url
         try:
-            parse_url(bus)
+            parse_pubsub_url(bus)
         except ValueError as e:
             raise usage.UsageError(f"--bus: {e}")
 
