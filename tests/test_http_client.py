@@ -141,6 +141,12 @@ class RealServerTests(unittest.TestCase):
         self.assertEqual(resp["body"].read(), b"text")
         resp = yield http.post(base + "/form", body={"name": "joe"}, pool=pool)
         self.assertEqual(resp["body"].read(), b"joe")
+        resp = yield http.post(base + "/form", body=[("name", "ann")], pool=pool)
+        self.assertEqual(resp["body"].read(), b"ann")
+        for chunks in ([b"ab", "c\u00e9"], (b"ab", bytearray(b"c\xc3\xa9"))):
+            resp = yield http.post(base + "/echo", body=chunks, pool=pool)
+            self.assertEqual(resp["body"].read(), "abc\u00e9".encode())
+        self.assertRaises(TypeError, http.post, base + "/echo", body=[b"a", 1], pool=pool)
         resp = yield http.delete(base + "/echo", pool=pool)
         self.assertEqual(resp["status"], 405)
         with self.assertRaises(http.HTTPError) as caught:

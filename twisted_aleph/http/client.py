@@ -19,7 +19,9 @@ A :class:`ConnectionPool` is one treq ``HTTPClient`` over one Twisted
 ``Agent`` and ``HTTPConnectionPool`` (keep-alive, ``max_per_host``
 connections per host, TLS policy ``tls=``). Headers repeated in a response
 are joined with ", ". A request ``body`` may be bytes, str (UTF-8), a file,
-or any stream source (sent chunked, with backpressure).
+a list of bytes/str chunks, or any stream source (sent chunked, with
+backpressure); a dict, or a list of (name, value) pairs, is sent as form
+fields (``application/x-www-form-urlencoded``, as treq's ``data=``).
 
 An https request whose TLS fails (the server's certificate untrusted,
 expired or for another host; the handshake refused, e.g. by a mutual-TLS
@@ -44,7 +46,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import UNKNOWN_LENGTH
 
 from twisted_aleph import stream
-from twisted_aleph.http.body import BodyReceiver, StreamBodyProducer
+from twisted_aleph.http.body import BodyReceiver, StreamBodyProducer, to_chunk
 from twisted_aleph.tls import TLSError, tls_error_in
 
 ResponseMap = Dict[str, Any]
@@ -153,8 +155,12 @@ def default_pool() -> ConnectionPool:
 
 
 def _request_data(body: Any) -> Any:
-    if body is None or isinstance(body, (bytes, dict, list, tuple)):
+    if body is None or isinstance(body, (bytes, dict)):
         return body
+    if isinstance(body, (list, tuple)):
+        if body and all(isinstance(x, tuple) and len(x) == 2 for x in body):
+            return body  # form fields, as treq's data=
+        return b"".join(map(to_chunk, body))  # chunks already in memory: one sized body
     if isinstance(body, str):
         return body.encode("utf-8")
     if isinstance(body, (bytearray, memoryview)):
