@@ -54,6 +54,20 @@ class WorkerArgvTests(unittest.TestCase):
         to_stdout = ["twistd", "--logfile=-", "aleph-http", "--workers", "2"]
         self.assertIn("--logfile=-", workers.worker_argv(to_stdout, 1))
 
+    def test_combined_short_options_are_read_as_twistd_reads_them(self) -> None:
+        # -no: foreground (and no save); -lfile: a log file, never shared
+        out = workers.worker_argv(["twistd", "-no", "aleph-http", "--workers", "2"], 1)
+        self.assertEqual(out[3:], ["--nodaemon", "--pidfile=", "-n", "-o", "aleph-http",
+                                   "--inherit-fd", "3"])
+        out = workers.worker_argv(["twistd", "-nlfoo.log", "aleph-http", "--workers=2"], 2)
+        self.assertEqual(out[3:], ["--nodaemon", "--pidfile=", "--logfile=foo.log.worker-2",
+                                   "-n", "aleph-http", "--inherit-fd", "3"])
+        out = workers.worker_argv(["twistd", "-l", "a.log", "-r", "poll", "--umask", "022",
+                                   "aleph-tcp", "-l", "x"], 1)  # (the plugin's own -l stays)
+        self.assertEqual(out[3:], ["--nodaemon", "--pidfile=", "--logfile=a.log.worker-1",
+                                   "-r", "poll", "--umask=022", "aleph-tcp", "-l", "x",
+                                   "--inherit-fd", "3"])
+
     def test_python_dash_c_command_line(self) -> None:
         argv = ["-c", "-n", "--pidfile=", "aleph-tcp", "--workers", "2"]
         self.assertEqual(workers.worker_argv(argv)[3:],

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any, Callable, List, Mapping, Optional, Sequence
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import defer, error, protocol
@@ -92,22 +92,17 @@ def worker_argv(argv: Sequence[str], index: Optional[int] = None) -> List[str]:
     out = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
            "--nodaemon", "--pidfile="]
     args = list(argv[1:])
-    daemon = not any(a in ("-n", "--nodaemon") for a in args)
-    logfile: Optional[str] = None
+    kept, logfile, daemon, rest = _twistd_options(args)
+    out += kept
     skip = False
-    for i, a in enumerate(args):
+    for a in rest:  # the subcommand and its options
         if skip:
             skip = False
             continue
-        if a in ("--workers", "--pidfile", "--inherit-fd", "--logfile", "-l"):
+        if a in ("--workers", "--inherit-fd"):
             skip = True
-            if a in ("--logfile", "-l") and i + 1 < len(args):
-                logfile = args[i + 1]
             continue
-        if a.startswith(("--workers=", "--pidfile=", "--inherit-fd=")):
-            continue
-        if a.startswith("--logfile="):
-            logfile = a[len("--logfile="):]
+        if a.startswith(("--workers=", "--inherit-fd=")):
             continue
         out.append(a)
     if index is not None:
@@ -118,6 +113,52 @@ def worker_argv(argv: Sequence[str], index: Optional[int] = None) -> List[str]:
     if logfile is not None:
         out.insert(5, "--logfile=" + logfile)
     return out + ["--inherit-fd", str(INHERITED_FD)]
+
+
+def _twistd_options(args: List[str]) -> Tuple[List[str], Optional[str], bool, List[str]]:
+    """Read twistd's own options (those before the subcommand) as twistd
+    does, combined short ones included (``-no``, ``-lfile``): (the options to
+    keep, without --pidfile and --logfile; the logfile; whether it runs as a
+    daemon; the subcommand and everything after it)."""
+    from twisted.scripts.twistd import ServerOptions
+
+    spec = ServerOptions()
+    short_with_value = {c for c, after in zip(spec.shortOpt, spec.shortOpt[1:]) if after == ":"}
+    long_with_value = {name[:-1] for name in spec.longOpt if name.endswith("=")}
+    kept: List[str] = []
+    logfile: Optional[str] = None
+    daemon = True
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "-":
+        a = args[i]
+        i += 1
+        if a == "--":
+            break
+        if a.startswith("--"):
+            name, has_value, value = a[2:].partition("=")
+            if name in long_with_value and not has_value and i < len(args):
+                value, i = args[i], i + 1
+            if name == "nodaemon":
+                daemon = False
+            if name == "logfile":
+                logfile = value
+            elif name != "pidfile":
+                kept.append(f"--{name}={value}" if name in long_with_value else a)
+            continue
+        for j, c in enumerate(a[1:], 2):  # a cluster of short options
+            if c not in short_with_value:
+                daemon = daemon and c != "n"
+                kept.append("-" + c)
+                continue
+            value = a[j:]
+            if not value and i < len(args):
+                value, i = args[i], i + 1
+            if c == "l":
+                logfile = value
+            else:
+                kept += ["-" + c, value]
+            break
+    return kept, logfile, daemon, args[i:]
 
 
 # -- the first process's side: the pool of workers --------------------------------
