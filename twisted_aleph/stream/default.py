@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Deque, List, Optional, Tuple, Union
 
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 log = Logger()
@@ -75,6 +75,8 @@ class Edge:
 
 
 _EMPTY: Any = ()  # stands for an empty queue until the first append
+#: pending takes between two sweeps of the ones realized from outside
+_PRUNE_TAKERS_EVERY = 64
 
 
 class Closeable:
@@ -124,7 +126,7 @@ class Stream(Closeable):
 
     __slots__ = (
         "buffer_size", "description", "_buffer", "_pending", "_takers",
-        "_edges", "_blocked", "_delivering", "_drained", "_on_drained",
+        "_edges", "_blocked", "_awaited", "_delivering", "_drained", "_on_drained",
         "__weakref__",
     )
 
@@ -140,7 +142,8 @@ class Stream(Closeable):
         self._pending: Deque[Tuple[Any, Deferred]] = _EMPTY
         self._takers: Deque[Tuple[Deferred, Any]] = _EMPTY
         self._edges: List[Edge] = []
-        self._blocked = False
+        self._blocked = False  # delivery waits for the edges in _awaited
+        self._awaited: List[Edge] = _EMPTY
         self._delivering = False
         self._closed = False
         self._drained = False
@@ -185,7 +188,7 @@ class Stream(Closeable):
                 if r is False:
                     self._remove_edge(edge)
                 else:
-                    self._wait_for(r.addCallback(self._edge_answered, edge))
+                    self._await([(edge, r)])
                 return True
         elif self._takers:
             takers = self._takers
@@ -266,9 +269,14 @@ class Stream(Closeable):
             self._mark_drained()
             return succeed(None if default is NOTHING else default)
         d = Deferred(self._withdraw_take)  # cancel() withdraws the take
-        if self._takers is _EMPTY:
-            self._takers = deque()
-        self._takers.append((d, default))
+        takers = self._takers
+        if takers is _EMPTY:
+            self._takers = takers = deque()
+        elif not len(takers) % _PRUNE_TAKERS_EVERY:
+            # Takes realized from outside (deferred.timeout) are only skipped
+            # when a message comes: on an idle stream, drop them now and then.
+            self._takers = takers = deque(t for t in takers if not t[0].called)
+        takers.append((d, default))
         return d
 
     def try_take(self, default: Any = None, timeout: float = 0,
@@ -328,6 +336,9 @@ class Stream(Closeable):
         forget = getattr(edge.sink, "_forget_on_closed", None)
         if forget is not None:
             forget(edge.detach)
+        # A sink that closed with our message still pending will never answer:
+        # stop waiting for it, so the other edges carry on.
+        self._answered(edge)
         # Manifold: a source whose last sink went away is closed; with
         # upstream=True it is closed even if other sinks remain.
         if edge.upstream or not self._edges:
@@ -342,7 +353,7 @@ class Stream(Closeable):
         where the connect loop has taken a message while its put downstream
         is still pending, one message is in flight per edge.
         """
-        waits = []
+        waits = None
         for edge in list(self._edges):
             try:
                 r = edge.deliver(msg)
@@ -353,31 +364,52 @@ class Stream(Closeable):
             if r is False:
                 self._remove_edge(edge)
             elif r is not True:
-                waits.append(r.addCallback(self._edge_answered, edge))
-        if len(waits) == 1:
-            self._wait_for(waits[0])
-        elif waits:
-            self._wait_for(gatherResults(waits, consumeErrors=True))
+                if waits is None:
+                    waits = []
+                waits.append((edge, r))
+        if waits is not None:
+            self._await(waits)
         return True
+
+    def _await(self, waits: List[Tuple[Edge, Deferred]]) -> None:
+        """Block delivery until each edge answers its Deferred, or goes.
+
+        All are registered before any callback runs: an answer already
+        there must not restart delivery while others are outstanding.
+        """
+        if len(waits) > 1:  # an edge may have gone while others took msg
+            live = set(self._edges)
+            waits = [(edge, r) for edge, r in waits if edge in live]
+        if not waits or waits[0][0] not in self._edges:
+            return
+        if self._awaited is _EMPTY:
+            self._awaited = []
+        self._awaited.extend(edge for edge, _ in waits)
+        self._blocked = True
+        for edge, r in waits:
+            r.addCallbacks(self._edge_answered, self._edge_failed,
+                           callbackArgs=(edge,), errbackArgs=(edge,))
 
     def _edge_answered(self, ok: Any, edge: Edge) -> None:
         """An edge's Deferred fired: False means that edge is finished."""
         if ok is False:
             self._remove_edge(edge)
+        else:
+            self._answered(edge)
 
-    def _wait_for(self, d: Deferred) -> None:
-        """Block delivery until ``d`` fires, then resume with the backlog."""
-        self._blocked = True
+    def _edge_failed(self, failure: Any, edge: Edge) -> None:
+        log.failure("downstream put failed", failure)
+        self._answered(edge)
 
-        def unblock(result: Any) -> None:
+    def _answered(self, edge: Edge) -> None:
+        """``edge`` no longer holds delivery up; the last one resumes it."""
+        awaited = self._awaited
+        if edge not in awaited:
+            return
+        awaited.remove(edge)
+        if not awaited:
             self._blocked = False
             self._deliver_backlog()
-
-        def failed(f: Any) -> None:
-            log.failure("downstream put failed", f)
-            unblock(None)
-
-        d.addCallbacks(unblock, failed)
 
     def _deliver_backlog(self) -> None:
         """Push buffered and pending messages to edges until blocked or empty."""
