@@ -923,3 +923,158 @@ class EdgeProtocolTests(unittest.TestCase):
         # it was the source's only consumer, so the source is closed (Manifold)
         self.assertTrue(src.is_closed)
         self.assertIs(self.successResultOf(src.put(2)), False)
+
+
+def _raising_after(items: List[Any], error: Exception) -> Any:
+    """A generator of ``items`` that then raises ``error``."""
+    yield from items
+    raise error
+
+
+class IterableErrorTests(unittest.TestCase):
+    """put_all and mapcat when the iterable itself raises."""
+
+    def test_put_all_raising_at_once_is_a_failed_deferred(self) -> None:
+        d = s.put_all(s.Stream(), _raising_after([], ValueError("first")))
+        self.failureResultOf(d, ValueError)
+
+    def test_put_all_raising_after_backpressure_fails_its_deferred(self) -> None:
+        st = s.Stream(1)
+        d = s.put_all(st, _raising_after([1, 2], ValueError("third")))
+        self.assertNoResult(d)
+        self.assertEqual(self.successResultOf(st.take()), 1)
+        self.failureResultOf(d, ValueError)
+        self.assertEqual(self.successResultOf(st.take()), 2)
+        self.assertFalse(st.is_closed)
+
+    def test_put_all_failing_put_fails_its_deferred(self) -> None:
+        st = s.Stream()
+        d = s.put_all(st, [1, 2])
+        st._pending[0][1].errback(RuntimeError("put failed"))
+        self.failureResultOf(d, RuntimeError)
+
+    def test_mapcat_raising_after_backpressure_ends_the_pipeline(self) -> None:
+        src = s.Stream()
+        out = s.mapcat(lambda m: _raising_after([m], ValueError(m)), src)
+        self.assertIs(self.successResultOf(src.put("a")), True)
+        self.assertEqual(self.successResultOf(out.take()), "a")
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertTrue(out.is_closed)
+        self.assertIs(self.successResultOf(out.take(END)), END)
+        self.assertTrue(src.is_closed)  # like map: its only consumer ended
+        self.assertIs(self.successResultOf(src.put("b")), False)
+
+
+class ReduceLeavesSourceOpenTests(unittest.TestCase):
+    """Manifold's reduce takes what it folds and leaves the rest in the source."""
+
+    def test_reduced_leaves_the_source_open(self) -> None:
+        src = s.Stream(10)
+        for i in range(5):
+            src.put(i)
+
+        def upto(acc: int, x: int) -> Any:
+            return xforms.Reduced(acc + x) if x == 2 else acc + x
+
+        self.assertEqual(self.successResultOf(s.reduce(upto, 0, src)), 3)
+        self.assertFalse(src.is_closed)
+        self.assertIs(self.successResultOf(src.put(5)), True)
+        self.assertEqual(collect(self, s.transform(s.take(3), src)), [3, 4, 5])
+
+    def test_raising_f_leaves_the_source_open(self) -> None:
+        src = s.Stream(3)
+        for x in (1, 0, 5):
+            src.put(x)
+        self.failureResultOf(s.reduce(lambda acc, x: acc / x, 1, src), ZeroDivisionError)
+        self.assertFalse(src.is_closed)
+        self.assertEqual(self.successResultOf(src.take()), 5)
+        self.assertIs(self.successResultOf(src.put(6)), True)
+
+    def test_reduced_on_an_unbuffered_source_leaves_later_puts_pending(self) -> None:
+        src = s.Stream()
+        d = s.reduce(lambda acc, x: xforms.Reduced(x), None, src)
+        self.assertIs(self.successResultOf(src.put("first")), True)
+        self.assertEqual(self.successResultOf(d), "first")
+        later = src.put("second")
+        self.assertNoResult(later)
+        self.assertEqual(self.successResultOf(src.take()), "second")
+        self.assertIs(self.successResultOf(later), True)
+
+
+class ZipClosingTests(unittest.TestCase):
+    """Closing a zipped stream (or a multi-source map) stops its sources."""
+
+    def test_closing_multi_source_map_stops_periodically_sources(self) -> None:
+        clock = task.Clock()
+        a = s.periodically(1.0, lambda: 1, clock=clock)
+        b = s.periodically(1.0, lambda: 2, clock=clock)
+        out = s.map(lambda x, y: x + y, a, b)
+        clock.advance(1.0)
+        self.assertEqual(self.successResultOf(out.take()), 3)
+        out.close()
+        self.assertTrue(a.is_closed)
+        self.assertTrue(b.is_closed)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_closing_zip_closes_sources_and_no_put_is_swallowed(self) -> None:
+        a, b = s.Stream(), s.Stream()
+        out = s.zip_streams(a, b)
+        out.close()
+        self.assertTrue(a.is_closed)
+        self.assertTrue(b.is_closed)
+        self.assertIs(self.successResultOf(a.put(1)), False)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_closing_zip_withdraws_a_pending_take(self) -> None:
+        # a duplex source: closing it closes its sink half, not the half
+        # the zip takes from, so the take must be withdrawn
+        inbound = s.Stream(1)
+        duplex = s.splice(s.Stream(), inbound)
+        other = s.Stream(1)
+        out = s.zip_streams(duplex, other)
+        out.close()
+        self.assertTrue(other.is_closed)
+        self.assertIs(self.successResultOf(inbound.put("kept")), True)
+        self.assertEqual(self.successResultOf(inbound.take()), "kept")
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_source_with_another_downstream_is_left_open(self) -> None:
+        a, b, c = s.Stream(), s.Stream(), s.Stream()
+        out = s.zip_streams(a, b)
+        s.connect(a, c)
+        out.close()
+        self.assertFalse(a.is_closed)
+        self.assertTrue(b.is_closed)
+
+    def test_closing_zip_while_its_put_is_pending_stops_the_loop(self) -> None:
+        a, b = s.Stream(5), s.Stream(5)
+        for i in range(3):
+            a.put(i)
+            b.put(i)
+        out = s.zip_streams(a, b)
+        out.close()
+        self.assertEqual(collect(self, out), [(0, 0)])
+        self.assertEqual(self.successResultOf(a.take()), 1)  # nothing more taken
+
+
+class CoercedSourceTests(unittest.TestCase):
+    """Operators coerce a plain iterable with ``to_source`` (Manifold's ->source)."""
+
+    def test_operators_accept_a_list(self) -> None:
+        self.assertEqual(collect(self, s.map(str, [1, 2])), ["1", "2"])
+        self.assertEqual(collect(self, s.filter(bool, [0, 1, 2])), [1, 2])
+        self.assertEqual(collect(self, s.mapcat(lambda x: [x, x], [1])), [1, 1])
+        self.assertEqual(collect(self, s.map(lambda x, y: x + y, [1, 2], [10, 20])),
+                         [11, 22])
+        self.assertEqual(collect(self, s.zip_streams([1], "a")), [(1, "a")])
+        self.assertEqual(self.successResultOf(s.reduce(lambda a, x: a + x, 0, [1, 2])), 3)
+        self.assertEqual(collect(self, s.batch(2, None, [1, 2, 3], clock=task.Clock())),
+                         [[1, 2], [3]])
+        got: List[Any] = []
+        self.assertIs(self.successResultOf(s.consume(got.append, (x for x in "ab"))), True)
+        self.assertEqual(got, ["a", "b"])
+
+    def test_connect_accepts_a_list(self) -> None:
+        dst = s.Stream(3)
+        s.connect([1, 2, 3], dst)
+        self.assertEqual(collect(self, dst), [1, 2, 3])

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 from twisted.internet.defer import Deferred
 
+from twisted_aleph.stream.coerce import to_source
 from twisted_aleph.stream.default import Edge, Offered, log
 
 
@@ -97,7 +98,13 @@ def splice(sink: Any, source: Any) -> SplicedStream:
 
 
 def attach(src: Any, edge: Edge) -> None:
-    """Start pushing ``src``'s messages into ``edge``; detach when its sink closes."""
+    """Start pushing ``src``'s messages into ``edge``; detach when its sink closes.
+
+    A ``src`` that is not a stream (a list, a generator...) is coerced with
+    :func:`to_source` first, as Manifold's ``connect`` does with ``->source``.
+    """
+    if not hasattr(src, "_add_edge"):
+        src = to_source(src)
     sink = edge.sink
     if sink is not None:
         if sink.is_closed:
@@ -106,6 +113,27 @@ def attach(src: Any, edge: Edge) -> None:
             return
         sink.on_closed(edge.detach)
     src._add_edge(edge)
+
+
+def release(edge: Edge) -> None:
+    """Detach ``edge`` without closing its source, whatever edges remain.
+
+    For consumers that stop taking but leave the rest of the source to
+    others (Manifold's ``reduce``, which pulls with ``take!``): unlike
+    :meth:`Edge.detach`, the source is not closed when this was its last
+    edge. Safe to call from the edge's own ``deliver``.
+    """
+    source = edge.source
+    if source is None:
+        return
+    edge.source = None
+    try:
+        source._edges.remove(edge)
+    except ValueError:
+        return
+    forget = getattr(edge.sink, "_forget_on_closed", None)
+    if forget is not None:
+        forget(edge.detach)
 
 
 class SinkEdge(Edge):
@@ -195,7 +223,11 @@ def connect_via(src: Any, fn: Callable[[Any], Offered], dst: Any,
 
 
 def offer_all(sink: Any, items: Iterable[Any]) -> Offered:
-    """Offer items in order, waiting on backpressure; True/False or a Deferred."""
+    """Offer items in order, waiting on backpressure; True/False or a Deferred.
+
+    An error from ``items`` before the first wait is raised here; after it,
+    the returned Deferred fails with it (as it does if a put fails).
+    """
     it = iter(items)
     for msg in it:
         r = sink.offer(msg)
@@ -204,22 +236,28 @@ def offer_all(sink: Any, items: Iterable[Any]) -> Offered:
         if r is False:
             return False
         done: Deferred = Deferred()
-        r.addCallback(_offer_rest, sink, it, done)
+        r.addCallbacks(_offer_rest, done.errback, callbackArgs=(sink, it, done))
         return done
     return True
 
 
 def _offer_rest(ok: bool, sink: Any, it: Iterator[Any], done: Deferred) -> None:
+    """Resume :func:`offer_all` once a put was accepted; realize ``done``."""
     if not ok:
         done.callback(False)
         return
-    for msg in it:
-        r = sink.offer(msg)
-        if r is True:
-            continue
-        if r is False:
-            done.callback(False)
+    result = True
+    try:
+        for msg in it:
+            r = sink.offer(msg)
+            if r is True:
+                continue
+            if r is False:
+                result = False
+                break
+            r.addCallbacks(_offer_rest, done.errback, callbackArgs=(sink, it, done))
             return
-        r.addCallback(_offer_rest, sink, it, done)
+    except Exception:
+        done.errback()
         return
-    done.callback(True)
+    done.callback(result)

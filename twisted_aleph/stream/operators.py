@@ -12,11 +12,13 @@ from typing import Any, Callable, Iterable, List, Optional
 
 from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from twisted_aleph.stream import xforms
+from twisted_aleph.stream.coerce import to_source
 from twisted_aleph.stream.default import Edge, Offered, Stream, log
 from twisted_aleph.stream.graph import (
-    MapEdge, SinkEdge, attach, connect, connect_via, offer_all,
+    MapEdge, SinkEdge, attach, connect, connect_via, offer_all, release,
 )
 
 
@@ -49,9 +51,25 @@ def filter(pred: Callable[[Any], Any], src: Any) -> Stream:  # noqa: A001
 
 
 def mapcat(f: Callable[[Any], Iterable[Any]], src: Any) -> Stream:
-    """A stream of every item of every ``f(msg)``, in order."""
+    """A stream of every item of every ``f(msg)``, in order.
+
+    An exception from ``f`` or from the iterable it returns (even after a
+    wait on backpressure) is logged and ends the pipeline, as in ``map``.
+    """
     dst = Stream(description="mapcat")
-    connect_via(src, lambda msg: offer_all(dst, f(msg)), dst, "mapcat")
+
+    def failed(failure: Any, msg: Any) -> bool:
+        log.failure("error in stream mapcat on {msg!r}", failure, msg=msg)
+        dst.close()
+        return False
+
+    def offer(msg: Any) -> Offered:
+        r = offer_all(dst, f(msg))
+        if r is True or r is False:
+            return r
+        return r.addErrback(failed, msg)
+
+    connect_via(src, offer, dst, "mapcat")
     return dst
 
 
@@ -246,6 +264,10 @@ def consume(fn: Callable[[Any], Any], src: Any) -> Deferred:
 
 
 class _ReduceEdge(Edge):
+    """Folds each message into ``acc``; once done (Reduced, or ``f`` raised)
+    it lets go of the source without closing it, as Manifold's pulling
+    ``reduce`` leaves the rest of the source to be taken."""
+
     __slots__ = ("f", "acc", "done")
 
     def __init__(self, f: Callable[[Any, Any], Any], init: Any, done: Deferred) -> None:
@@ -258,12 +280,15 @@ class _ReduceEdge(Edge):
         try:
             acc = self.f(self.acc, msg)
         except Exception:
-            self.done.errback()
-            return False
+            failure = Failure()
+            release(self)
+            self.done.errback(failure)
+            return True
         if isinstance(acc, xforms.Reduced):
             self.acc = acc.value
+            release(self)
             self.done.callback(self.acc)
-            return False
+            return True
         self.acc = acc
         return True
 
@@ -284,8 +309,14 @@ def reduce(f: Callable[[Any, Any], Any], init: Any, src: Any) -> Deferred:
 
 
 def put_all(sink: Any, items: Iterable[Any]) -> Deferred:
-    """Put every item in order; Deferred[bool], False if the sink closed first."""
-    r = offer_all(sink, items)
+    """Put every item in order; Deferred[bool], False if the sink closed first.
+
+    An error from ``items`` fails the Deferred; it is never raised here.
+    """
+    try:
+        r = offer_all(sink, items)
+    except Exception:
+        return defer.fail()
     if r is True or r is False:
         return defer.succeed(r)
     return r
@@ -344,26 +375,51 @@ def zip_streams(*sources: Any) -> Stream:
 
     A take that fails (or raises) is logged and closes the output, like a
     drained source: never a silent stop or an unhandled Deferred error.
+    Closing the output stops taking: pending takes are withdrawn and each
+    source that feeds nothing else is closed (upstream propagation, as for
+    a single-source ``map``). Plain iterables are coerced with ``to_source``.
     """
+    srcs = [src if hasattr(src, "take") else to_source(src) for src in sources]
     dst = Stream(description="zip")
+    takes: List[Deferred] = []
 
     def step(_: Any = None) -> None:
-        ds = [defer.maybeDeferred(src.take, _DRAINED) for src in sources]
+        if dst.is_closed:
+            return
+        ds = [defer.maybeDeferred(src.take, _DRAINED) for src in srcs]
+        takes[:] = ds
         defer.gatherResults(ds, consumeErrors=True).addCallbacks(got, failed)
 
     def failed(f: Any) -> None:
+        del takes[:]
         if f.check(defer.FirstError):
             f = f.value.subFailure
+        if dst.is_closed and f.check(defer.CancelledError):
+            return  # withdrawn by stop()
         log.failure("zip_streams: take from a source failed; closing the zipped stream", f)
         dst.close()
 
     def got(values: List[Any]) -> None:
+        del takes[:]
+        if dst.is_closed:
+            return
         if any(v is _DRAINED for v in values):
             dst.close()
             return
         d = dst.put(tuple(values))
         d.addCallback(lambda ok: step() if ok else None)
 
+    def stop() -> None:
+        pending, takes[:] = list(takes), []
+        for d in pending:
+            if not d.called:
+                d.cancel()
+        for src in srcs:
+            close = getattr(src, "close", None)
+            if close is not None and not getattr(src, "downstream", None):
+                close()
+
+    dst.on_closed(stop)
     step()
     return dst
 
