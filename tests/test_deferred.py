@@ -61,6 +61,44 @@ class ChainTests(unittest.TestCase):
         self.assertEqual(calls, [])
 
 
+    def test_two_chains_from_one_deferred_each_see_its_value(self) -> None:
+        """Manifold's chain returns a new deferred and leaves ``x`` alone:
+        ``status``/``body`` branches of one response both see the response."""
+        resp: Deferred = Deferred()
+        status = d.chain(resp, "status")
+        body = d.chain(resp, "body")
+        self.assertIsNot(status, resp)
+        resp.callback({"status": 200, "body": b"hi"})
+        self.assertEqual(self.successResultOf(status), 200)
+        self.assertEqual(self.successResultOf(body), b"hi")
+        self.assertEqual(self.successResultOf(resp), {"status": 200, "body": b"hi"})
+        done = defer.succeed({"status": 201})
+        self.assertEqual(self.successResultOf(d.chain(done, "status")), 201)
+        self.assertEqual(self.successResultOf(done), {"status": 201})
+
+    def test_failure_reaches_every_chain_and_is_not_unhandled_on_x(self) -> None:
+        """Both branches get ``x``'s error; ``x`` does not log it as an
+        unhandled error (trial would fail the test) since branches carry it."""
+        resp: Deferred = Deferred()
+        status = d.chain(resp, "status")
+        body = d.chain(resp, "body")
+        resp.errback(KeyError("k"))
+        self.failureResultOf(status, KeyError)
+        self.failureResultOf(body, KeyError)
+        failed = defer.fail(ValueError("v"))
+        self.failureResultOf(d.chain(failed, str), ValueError)
+        self.failureResultOf(d.chain(failed, str), ValueError)
+        self.failureResultOf(failed, ValueError)  # x keeps its own result
+
+    def test_cancelling_the_chain_cancels_x(self) -> None:
+        cancelled: List[Deferred] = []
+        src: Deferred = Deferred(cancelled.append)
+        r = d.chain(src, str)
+        r.cancel()
+        self.assertEqual(cancelled, [src])
+        self.failureResultOf(r, defer.CancelledError)
+
+
 class CatchTests(unittest.TestCase):
 
     def test_catches_any_exception_by_default(self) -> None:
@@ -81,6 +119,19 @@ class CatchTests(unittest.TestCase):
     def test_error_in_handler_propagates(self) -> None:
         r = d.catch(defer.fail(ValueError()), lambda e: 1 // 0)
         self.failureResultOf(r, ZeroDivisionError)
+
+
+    def test_leaves_the_caught_deferred_alone(self) -> None:
+        """``catch(x, f)`` recovers in a new Deferred; ``x`` keeps its error
+        for whoever else holds it."""
+        x: Deferred = Deferred()
+        r = d.catch(x, lambda e: "caught")
+        later: List[Any] = []
+        x.addErrback(later.append)
+        x.errback(ValueError("v"))
+        self.assertEqual(self.successResultOf(r), "caught")
+        self.assertEqual(len(later), 1)
+        self.assertIsInstance(later[0].value, ValueError)
 
 
 class ZipAltTests(unittest.TestCase):
@@ -183,6 +234,48 @@ class TimeoutTests(unittest.TestCase):
         self.assertEqual(self.successResultOf(r), "late")
 
 
+    def test_fired_but_waiting_on_another_deferred_times_out(self) -> None:
+        """A Deferred paused on a chained Deferred is not realized: the
+        timer still runs, and on expiry it fails with TimeoutError."""
+        clock = task.Clock()
+        never: Deferred = Deferred()
+        r = d.timeout(Deferred().addCallback(lambda _: never), 5, clock=clock)
+        paused: Deferred = Deferred()
+        paused.addCallback(lambda _: never)
+        paused.callback(1)
+        self.assertFalse(d.realized(paused))
+        r2 = d.timeout(paused, 5, clock=clock)
+        self.assertIs(r2, paused)
+        clock.advance(4.9)
+        self.assertNoResult(r2)
+        clock.advance(5)
+        self.failureResultOf(r2, TimeoutError)
+        self.failureResultOf(r, TimeoutError)  # never fired: the plain case
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_chain_waiting_on_another_deferred_times_out_with_value(self) -> None:
+        clock = task.Clock()
+        never: Deferred = Deferred()
+        r = d.timeout(d.chain(1, lambda _: never), 5, value="late", clock=clock)
+        clock.advance(10)
+        self.assertEqual(self.successResultOf(r), "late")
+
+    def test_late_callback_after_timeout_is_a_no_op(self) -> None:
+        """Manifold's timeout! makes a later success! a no-op: the producer
+        firing a timed-out Deferred gets no AlreadyCalledError."""
+        clock = task.Clock()
+        pending: Deferred = Deferred()
+        d.timeout(pending, 1, clock=clock)
+        clock.advance(1)
+        pending.callback(1)  # must not raise AlreadyCalledError
+        self.failureResultOf(pending, TimeoutError)
+        with_value: Deferred = Deferred()
+        d.timeout(with_value, 1, value="v", clock=clock)
+        clock.advance(1)
+        with_value.errback(ValueError())
+        self.assertEqual(self.successResultOf(with_value), "v")
+
+
 class FutureTests(unittest.TestCase):
 
     def test_runs_in_a_thread(self) -> Deferred:
@@ -201,6 +294,8 @@ class FutureTests(unittest.TestCase):
         later.callback(1)
         self.assertTrue(d.realized(later))
         self.assertTrue(d.realized(defer.succeed(None)))
+        waiting = defer.succeed(None).addCallback(lambda _: Deferred())
+        self.assertFalse(d.realized(waiting))
 
 
 class LoopTests(unittest.TestCase):

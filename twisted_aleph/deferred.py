@@ -12,6 +12,7 @@ coroutine or a plain value.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Type, Union
 
@@ -59,13 +60,75 @@ def _step(fn: Step) -> Callable[[Any], Any]:
     return lambda value: _unwrap(fn(value))
 
 
+def _branch(x: Any) -> Deferred:
+    """A new Deferred with the outcome of ``x``, leaving ``x`` alone.
+
+    Manifold's ``chain``/``catch`` return a new deferred and never change
+    ``x``: ``status = chain(resp, "status"); body = chain(resp, "body")``
+    must both see ``resp``'s value. A plain value or coroutine gives a fresh
+    Deferred nobody else holds, used as is. Cancelling the branch cancels
+    ``x`` (as cancelling ``x`` itself did when the same object was returned).
+
+    A failure of ``x`` is delivered to the branch, which then carries it, so
+    ``x`` does not also report it as an "Unhandled error in Deferred":
+
+    - ``x`` already realized: its result is copied and ``x`` keeps it; the
+      failure is marked handled on ``x`` the way Twisted's own ``await`` of a
+      failed Deferred does.
+    - ``x`` still pending: callbacks added to ``x`` before it fails (other
+      branches, the owner's errbacks) still get the failure; the last one of
+      ours returns None, so a callback added to ``x`` only after it failed
+      sees None. Use the branch for the error, not ``x``.
+    """
+    d = to_deferred(x)
+    if d is not x:
+        return d
+    if realized(d) and not getattr(d, "_runningCallbacks", False):
+        # (Branched from inside one of d's callbacks, the result is not
+        # final yet: wait for it like for a pending d.)
+        result = d.result
+        if isinstance(result, Failure):
+            info = getattr(d, "_debugInfo", None)
+            if info is not None:
+                info.failResult = None  # handled: the branch carries it
+            return defer.fail(result)
+        return defer.succeed(result)
+    out: Deferred = Deferred(functools.partial(_cancel_source, d))
+    d.addBoth(_fire_branch, out, d)
+    return out
+
+
+def _cancel_source(source: Deferred, branch: Deferred) -> None:
+    """Canceller of a branch: cancel the Deferred it was branched off."""
+    source.cancel()
+
+
+def _fire_branch(result: Any, out: Deferred, source: Deferred) -> Any:
+    """Callback on ``source``: give ``out`` the result, pass it on unchanged.
+
+    A failure is passed on only while ``source`` has later callbacks waiting
+    for it; otherwise it is consumed (None), since ``out`` carries it. ``out``
+    may already be realized (cancelled, or by ``timeout``): it is left alone.
+    """
+    if not out.called:
+        if isinstance(result, Failure):
+            out.errback(result)
+        else:
+            out.callback(result)
+    if isinstance(result, Failure) and not getattr(source, "_callbacks", None):
+        return None
+    return result
+
+
 def chain(x: Any, *fns: Step) -> Deferred:
     """Apply ``fns`` in turn to the value of ``x``, waiting on each result.
 
     A step may return a value, a Deferred or a coroutine. A string step looks
     the key up, as Clojure's keyword-as-function: ``chain(d, "body", to_string)``.
+    Returns a new Deferred; a Deferred ``x`` keeps its own result (see
+    :func:`_branch`), so several chains may start from the same ``x``.
     """
-    d = to_deferred(x)
+    d = _branch(x)
     for fn in fns:
         d.addCallback(_step(fn))
     return d
@@ -76,6 +139,7 @@ def catch(x: Any, fn: Callable[[BaseException], Any],
     """Recover from an error in ``x`` with ``fn(exception)``.
 
     Only ``error_types`` are caught (default: any Exception); others pass on.
+    Returns a new Deferred; a Deferred ``x`` keeps its own result.
     """
     types: Tuple[Type[BaseException], ...] = error_types or (Exception,)
 
@@ -85,7 +149,7 @@ def catch(x: Any, fn: Callable[[BaseException], Any],
         assert error is not None  # trap() passed: there is an exception
         return _unwrap(fn(error))
 
-    return to_deferred(x).addErrback(handle)
+    return _branch(x).addErrback(handle)
 
 
 def zip(*xs: Any) -> Deferred:  # noqa: A001 - Manifold's name
@@ -122,10 +186,13 @@ def timeout(d: Deferred, seconds: float, *, value: Any = NOTHING,
     ``seconds``, with ``value`` when given, else with a ``TimeoutError``.
 
     Returns ``d`` (a coroutine is first made a Deferred, which is returned).
-    ``clock`` is any IReactorTime (``task.Clock`` in tests).
+    ``clock`` is any IReactorTime (``task.Clock`` in tests). Only a realized
+    ``d`` is left without a timer: one that was fired but waits on another
+    Deferred (a callback returned it) is still pending. As with Manifold, the
+    producer's late ``callback``/``errback`` of a timed-out ``d`` is a no-op.
     """
     d = to_deferred(d)
-    if d.called:
+    if realized(d):
         return d
     if clock is None:
         from twisted.internet import reactor as clock  # type: ignore[no-redef]
@@ -133,17 +200,49 @@ def timeout(d: Deferred, seconds: float, *, value: Any = NOTHING,
     # hold thousands of these at once, and each closure is more objects for
     # the garbage collector to walk.
     call = clock.callLater(seconds, _expire, d, seconds, value)
-    d.addBoth(cancel_call, call)
+    d.addBoth(_timeout_done, call, seconds, value)
     return d
 
 
-def _expire(d: Deferred, seconds: float, value: Any) -> None:
-    if d.called:
-        return
+def _timeout_result(seconds: float, value: Any) -> Any:
+    """What a timed-out Deferred holds: ``value``, else a TimeoutError."""
     if value is NOTHING:
-        d.errback(TimeoutError(f"timed out after {seconds} s"))
-    else:
-        d.callback(value)
+        return Failure(TimeoutError(f"timed out after {seconds} s"))
+    return value
+
+
+def _expire(d: Deferred, seconds: float, value: Any) -> None:
+    """The timer of ``timeout``: realize ``d`` if it is still pending.
+
+    A never-fired ``d`` gets the timeout's result, and its producer's late
+    ``callback`` is swallowed (Twisted's flag for cancellation). A ``d``
+    waiting on another Deferred cannot be fired again: the awaited Deferred
+    is cancelled instead, and ``_timeout_done`` turns the resulting
+    ``CancelledError`` into the timeout's result.
+    """
+    if not d.called:
+        d._suppressAlreadyCalled = True  # Manifold: a later success! is a no-op
+        result = _timeout_result(seconds, value)
+        if isinstance(result, Failure):
+            d.errback(result)
+        else:
+            d.callback(result)
+    elif not realized(d):
+        d.cancel()
+
+
+def _timeout_done(result: Any, call: Any, seconds: float, value: Any) -> Any:
+    """Callback ``timeout`` adds to ``d``: the result reached it in time, so
+    cancel the timer; or the timer ran (it is no longer active, and only this
+    callback cancels it) and cancelled what ``d`` waited on, so replace that
+    ``CancelledError`` with the timeout's result, as Twisted's ``addTimeout``
+    does."""
+    if call.active():
+        call.cancel()
+        return result
+    if isinstance(result, Failure) and result.check(defer.CancelledError):
+        return _timeout_result(seconds, value)
+    return result
 
 
 def cancel_call(result: Any, call: Any) -> Any:
@@ -227,8 +326,10 @@ def loop(fn: Callable[..., Any], *initial: Any) -> Deferred:
 
 
 def realized(d: Deferred) -> bool:
-    """Whether ``d`` has a result now (Manifold's ``realized?``)."""
-    return bool(d.called) and not isinstance(getattr(d, "result", None), Deferred)
+    """Whether ``d`` has a result now (Manifold's ``realized?``): fired, and
+    not paused (e.g. waiting on a Deferred one of its callbacks returned)."""
+    return (bool(d.called) and not d.paused
+            and not isinstance(getattr(d, "result", None), Deferred))
 
 
 __all__: List[str] = [
