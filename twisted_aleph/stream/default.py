@@ -325,7 +325,9 @@ class Stream(Closeable):
         # Anything pulled by takers stays theirs; the rest now flows to edges.
         self._deliver_backlog()
 
-    def _remove_edge(self, edge: Edge) -> None:
+    def _remove_edge(self, edge: Edge, close_if_last: bool = True) -> None:
+        """Detach ``edge``. ``close_if_last=False``: leave this stream open even
+        if that was its last edge (a consumer that stops early, as reduce)."""
         try:
             self._edges.remove(edge)
         except ValueError:
@@ -341,7 +343,7 @@ class Stream(Closeable):
         self._answered(edge)
         # Manifold: a source whose last sink went away is closed; with
         # upstream=True it is closed even if other sinks remain.
-        if edge.upstream or not self._edges:
+        if close_if_last and (edge.upstream or not self._edges):
             self.close()
 
     def _push_one(self, msg: Any) -> bool:

@@ -124,16 +124,8 @@ def release(edge: Edge) -> None:
     edge. Safe to call from the edge's own ``deliver``.
     """
     source = edge.source
-    if source is None:
-        return
-    edge.source = None
-    try:
-        source._edges.remove(edge)
-    except ValueError:
-        return
-    forget = getattr(edge.sink, "_forget_on_closed", None)
-    if forget is not None:
-        forget(edge.detach)
+    if source is not None:
+        source._remove_edge(edge, close_if_last=False)
 
 
 class SinkEdge(Edge):
