@@ -273,6 +273,16 @@ class WriterTests(unittest.TestCase):
             self.assertTrue(self.successResultOf(streams[0].put(chunk)))
         self.assertEqual(conn.transport.value(), "abcé".encode())
 
+    def test_raw_stream_refuses_anything_else_at_once(self) -> None:
+        streams: List[Any] = []
+        conn = Connection(collecting_handler(streams), self.clock, tcp.ByteStreamProtocol)
+        for wrong in [12345, None, [b"a"], object()]:
+            with self.subTest(wrong=wrong):
+                self.assertRaises(TypeError, streams[0].put, wrong)
+        self.assertTrue(self.successResultOf(streams[0].put(b"still fine")))
+        self.assertEqual(conn.transport.value(), b"still fine")
+        self.assertFalse(conn.transport.disconnecting)
+
 
 class HotPathTests(unittest.TestCase):
     def test_no_deferred_per_message_while_peers_keep_up(self) -> None:

@@ -207,6 +207,8 @@ class _DuplexStreamConnection:
     source: Stream
     writer: TransportWriter
     handshake: Optional[Deferred] = None
+    #: the outgoing half's class (raw connections check what is put)
+    sink_class: Any = Stream
     _tls = False
     _finishing = False
     _dispatch_after_handshake = False
@@ -224,7 +226,7 @@ class _DuplexStreamConnection:
         transport = self.transport
         self._open = True
         self.source = Stream(INCOMING_BUFFER_SIZE, description="tcp source")
-        sink = Stream(description="tcp sink")
+        sink = self.sink_class(description="tcp sink")
         self.writer = writer
         transport.registerProducer(self.writer, True)
         attach(sink, self.writer)
@@ -354,11 +356,27 @@ def connection_info(transport: Any) -> dict:
 
 # -- raw byte streams --------------------------------------------------------
 
+class _ByteSink(Stream):
+    """A raw connection's outgoing half: a put of anything but bytes-like or
+    str is a TypeError at once (it used to be accepted, then logged and the
+    connection closed), as a WebSocket connection's is."""
+
+    __slots__ = ()
+
+    def offer(self, msg: Any) -> Offered:
+        if type(msg) is not bytes and not isinstance(msg, (bytes, bytearray, memoryview, str)):
+            raise TypeError(f"a TCP stream carries bytes or str, not {type(msg).__name__}")
+        return Stream.offer(self, msg)
+
+
 class ByteStreamProtocol(_DuplexStreamConnection, Protocol):
     """A connection as a duplex stream of ``bytes`` chunks.
 
-    Puts accept ``bytes``, ``bytearray``, ``memoryview`` and ``str`` (UTF-8).
+    Puts accept ``bytes``, ``bytearray``, ``memoryview`` and ``str`` (UTF-8);
+    anything else raises TypeError.
     """
+
+    sink_class = _ByteSink
 
     def __init__(self, clock: Any, server: Optional[Server] = None,
                  dispatch: Optional[Callable[[Any], None]] = None) -> None:
