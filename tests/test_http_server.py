@@ -465,3 +465,119 @@ class ParamsPropertyTests(unittest.TestCase):
             self.assertEqual(lists[k.decode()], [v.decode() for v in vs])
             if vs:
                 self.assertEqual(params[k.decode()], vs[0].decode())
+
+
+class FailingBodyTests(unittest.TestCase):
+    """A streamed body that fails partway cuts the connection: no last chunk."""
+
+    def serve(self, make_body: Any) -> RawConnection:
+        app = Klein()
+
+        @app.route("/")
+        def root(request: Any) -> dict:
+            return {"body": make_body()}
+        conn = RawConnection(app)
+        conn.get("/")
+        return conn
+
+    async def settle(self, conn: RawConnection) -> None:
+        """Wait (real time, bounded) for the response to end, either way."""
+        from twisted.internet import reactor
+        for _ in range(500):
+            if conn.transport.disconnecting or conn.received().endswith(b"0\r\n\r\n"):
+                return
+            await task.deferLater(reactor, 0.01, lambda: None)
+
+    def assert_cut(self, conn: RawConnection, error: type) -> None:
+        received = conn.received()
+        self.assertTrue(received.startswith(b"HTTP/1.1 200 "), received)
+        self.assertFalse(received.endswith(b"0\r\n\r\n"), received)
+        self.assertTrue(conn.transport.disconnecting)
+        self.assertEqual(len(self.flushLoggedErrors(error)), 1)
+
+    def test_failed_deferred_body_cuts_the_connection(self) -> None:
+        body: Deferred = Deferred()
+        conn = self.serve(lambda: body)
+        body.errback(ValueError("boom"))
+        self.assert_cut(conn, ValueError)
+
+    def test_failing_async_generator_cuts_the_connection(self) -> None:
+        async def agen() -> Any:
+            yield b"part1,"
+            raise RuntimeError("db went away")
+        conn = self.serve(agen)
+        self.assertIn(b"part1,", conn.received())
+        self.assert_cut(conn, RuntimeError)
+
+    async def test_failing_generator_cuts_the_connection(self) -> None:
+        def gen() -> Any:
+            yield b"part1,"
+            raise RuntimeError("db went away")
+        conn = self.serve(gen)  # pulled in the thread pool
+        await self.settle(conn)
+        self.assertIn(b"part1,", conn.received())
+        self.assert_cut(conn, RuntimeError)
+
+    async def test_generator_that_ends_still_finishes(self) -> None:
+        conn = self.serve(lambda: iter([b"a", b"b"]))
+        await self.settle(conn)
+        self.assertTrue(conn.received().endswith(b"0\r\n\r\n"))
+        self.assertFalse(conn.transport.disconnecting)
+
+
+class InvalidMapBodyTests(unittest.TestCase):
+    """An invalid response map is a 500 and its streamed body is closed."""
+
+    def fetch(self, response: dict) -> dict:
+        app = Klein()
+
+        @app.route("/")
+        def root(request: Any) -> dict:
+            return response
+        pool = stub_pool(app)
+        d = http.get("http://test/", pool=pool)
+        pool.flush()
+        return self.successResultOf(d)
+
+    def test_stream_body_is_closed(self) -> None:
+        for bad in ({"status": "200"}, {"headers": {"x-a": object()}}):
+            s = stream.Stream()
+            resp = self.fetch(dict(bad, body=s))
+            self.assertEqual(resp["status"], 500)
+            self.assertTrue(s.is_closed, bad)
+        self.assertEqual(len(self.flushLoggedErrors()), 2)
+
+    def test_file_body_is_closed(self) -> None:
+        for bad in ({"status": "200"}, {"headers": {"x-a": object()}}):
+            f = open(self.mktemp(), "wb+")
+            self.addCleanup(f.close)
+            f.write(b"x" * 10)
+            f.seek(0)
+            resp = self.fetch(dict(bad, body=f))
+            self.assertEqual(resp["status"], 500)
+            self.assertTrue(f.closed, bad)
+        self.assertEqual(len(self.flushLoggedErrors()), 2)
+
+
+class HangUpPendingPutTests(unittest.TestCase):
+    """A client hanging up completes a feeder's pending puts (dropped)."""
+
+    def test_pending_puts_complete_after_hang_up(self) -> None:
+        source = stream.Stream()
+        app = Klein()
+
+        @app.route("/")
+        def root(request: Any) -> dict:
+            return {"body": source}
+        conn = RawConnection(app)
+        conn.get("/")
+        conn.http.pauseProducing()  # the socket's send buffer is full
+        puts = [source.put(b"held-%d" % i) for i in range(4)]
+        self.assertIn(b"held-0", conn.received())
+        pending = [d for d in puts if not d.called]
+        self.assertEqual(len(pending), 3)
+        conn.hang_up()
+        self.assertEqual([self.successResultOf(d) for d in puts], [True] * 4)
+        self.assertNotIn(b"held-3", conn.received())
+        self.assertTrue(source.is_closed)
+        self.assertIs(self.successResultOf(source.put(b"late")), False)

@@ -6,8 +6,9 @@
   the transport's send buffer fills, ``pauseProducing`` makes ``deliver``
   answer a pending Deferred, which blocks the source stream (its ``offer``
   then returns a Deferred too). Memory stays bounded by the transport's
-  buffer plus one message. ``stopProducing`` (the peer hung up) detaches
-  the edge, which closes the source and, through the graph, its upstream.
+  buffer plus one message. ``stopProducing`` (the peer hung up) closes
+  the source (and, through the graph, its upstream); the edge stays
+  attached and drops what is still on its way, so pending puts complete.
 * :class:`StreamBodyProducer` is that producer as an ``IBodyProducer`` for
   client requests whose body is a stream (sent chunked).
 * :class:`BodyReceiver` goes the other way: a response body delivered by
@@ -114,14 +115,14 @@ class StreamProducer(Edge):
 
     def deliver(self, msg: Any) -> Offered:
         if self._stopped:
-            return False
+            return True  # the consumer is gone: drop it, so its put completes
         try:
             data = to_chunk(msg)
         except TypeError:
             log.failure("dropping the rest of {desc}: bad message {msg!r}",
                         desc=self.description, msg=msg)
             self._stop(False)
-            return False
+            return True
         if data:
             self.consumer.write(data)
         if self._paused is not None:
@@ -129,9 +130,9 @@ class StreamProducer(Edge):
         return True
 
     def source_drained(self) -> None:
+        self.source = None
         if not self._stopped:
             self._stopped = True
-            self.source = None
             self.finished.callback(True)
 
     # -- IPushProducer: called by the transport ---------------------------
@@ -157,10 +158,15 @@ class StreamProducer(Edge):
         if self._stopped:
             return
         self._stopped = True
-        self.detach()
+        # Stay attached and close the source (as tcp.TransportWriter does):
+        # messages still on their way are dropped by deliver, so puts that
+        # were pending complete (True) instead of hanging; later ones are False.
+        source = self.source
+        if source is not None:
+            source.close()
         paused, self._paused = self._paused, None
         if paused is not None:
-            paused.callback(False)
+            paused.callback(True)
         self.finished.callback(result)
 
 

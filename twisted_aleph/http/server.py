@@ -135,16 +135,92 @@ def _sized_body(body: Any) -> Optional[bytes]:
     return None
 
 
-def _body_source(body: Any) -> Any:
-    """A source stream for a body that is not in memory."""
+class _BodyFailure:
+    """Set once a streamed body's iterator or Deferred failed (the stream
+    layer logs the error and closes the source as if the body had ended)."""
+
+    __slots__ = ("failed",)
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def record(self, failure: Failure) -> Failure:
+        """Errback: note the failure and pass it on (to be logged)."""
+        self.failed = True
+        return failure
+
+
+class _WatchedIterator:
+    """An iterator that records in ``watch`` that it raised."""
+
+    __slots__ = ("it", "watch")
+
+    def __init__(self, it: Any, watch: _BodyFailure) -> None:
+        self.it = it
+        self.watch = watch
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self.it)
+        except StopIteration:
+            raise
+        except BaseException:
+            self.watch.failed = True
+            raise
+
+
+class _WatchedAsyncIterator:
+    """An async iterator that records in ``watch`` that it raised."""
+
+    __slots__ = ("ait", "watch")
+
+    def __init__(self, ait: Any, watch: _BodyFailure) -> None:
+        self.ait = ait
+        self.watch = watch
+
+    def __aiter__(self) -> Any:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.ait.__anext__()
+        except StopAsyncIteration:
+            raise
+        except BaseException:
+            self.watch.failed = True
+            raise
+
+
+def _body_source(body: Any) -> Tuple[Any, Optional[_BodyFailure]]:
+    """A source stream for a body that is not in memory, and what records
+    that the body failed partway (iterators and Deferreds; else None)."""
     if hasattr(body, "read"):
-        return file_source(body)
-    if isinstance(body, Deferred) or hasattr(body, "_add_edge") \
-            or hasattr(body, "__aiter__") or hasattr(body, "__anext__"):
-        return stream.to_source(body)
+        return file_source(body), None
+    if hasattr(body, "_add_edge"):
+        return stream.to_source(body), None
+    watch = _BodyFailure()
+    if isinstance(body, Deferred):
+        return stream.to_source(body.addErrback(watch.record)), watch
+    if hasattr(body, "__aiter__") or hasattr(body, "__anext__"):
+        ait = body.__aiter__() if hasattr(body, "__aiter__") else body
+        return stream.to_source(_WatchedAsyncIterator(ait, watch)), watch
     if hasattr(body, "__iter__"):
-        return stream.to_source(body, blocking=True)
+        return stream.to_source(_WatchedIterator(iter(body), watch), blocking=True), watch
     raise TypeError(f"unsupported response body type {type(body).__name__}")
+
+
+def _close_body(body: Any, source: Any) -> None:
+    """An invalid response map: close its body's source, or the body itself."""
+    try:
+        if source is not None:
+            source.close()
+        elif callable(getattr(body, "close", None)) and not isinstance(body, Deferred):
+            body.close()
+    except Exception:
+        log.failure("error closing the body of an invalid response map")
 
 
 def _set_headers(request: Any, headers: Any) -> None:
@@ -176,22 +252,29 @@ def respond(request: Any, response: ResponseMap) -> Any:
 
     Returns the body bytes for Klein to write (sized bodies, Content-Length
     set), or :data:`NO_RESPONSE` once a streamed body is under way. A map
-    that is not valid raises before anything is set, so it becomes a 500.
+    that is not valid raises before any byte is written, so it becomes a
+    500; its body (a Stream, a file...) is closed first.
     """
     status = response.get("status", 200)
-    if not isinstance(status, int) or not 100 <= status <= 999:
-        raise ValueError(f"response status must be an int, got {status!r}")
     headers = response.get("headers")
     body = response.get("body")
-    sized = _sized_body(body)
-    size = file_size(body) if sized is None and hasattr(body, "read") else None
-    source = _body_source(body) if sized is None else None
-    if status != 200:
-        request.setResponseCode(status)
-    has_length = False
-    if headers:
-        _set_headers(request, headers)
-        has_length = request.responseHeaders.hasHeader(b"content-length")
+    source = watch = None
+    try:
+        if not isinstance(status, int) or not 100 <= status <= 999:
+            raise ValueError(f"response status must be an int, got {status!r}")
+        sized = _sized_body(body)
+        size = file_size(body) if sized is None and hasattr(body, "read") else None
+        if status != 200:
+            request.setResponseCode(status)
+        has_length = False
+        if headers:
+            _set_headers(request, headers)
+            has_length = request.responseHeaders.hasHeader(b"content-length")
+        if sized is None:  # last: a file source starts reading at once
+            source, watch = _body_source(body)
+    except BaseException:
+        _close_body(body, source)  # a feeder must not block, a file not leak
+        raise
     if sized is not None:
         if not has_length:
             request.setHeader(b"content-length", b"%d" % len(sized))
@@ -203,12 +286,13 @@ def respond(request: Any, response: ResponseMap) -> Any:
         return NO_RESPONSE
     if size is not None and not has_length:
         request.setHeader(b"content-length", b"%d" % size)
-    _send_streamed(request, source)
+    _send_streamed(request, source, watch)
     return NO_RESPONSE
 
 
-def _send_streamed(request: Any, source: Any) -> None:
-    """Write ``source`` as the body (chunked), then finish the request."""
+def _send_streamed(request: Any, source: Any, watch: Optional[_BodyFailure] = None) -> None:
+    """Write ``source`` as the body (chunked), then finish the request; cut
+    the connection instead if the body failed partway (``watch``)."""
     request.write(b"")  # the status line and headers go out now, not at the first chunk
     producer = StreamProducer(request)
     request.registerProducer(producer, True)
@@ -218,7 +302,7 @@ def _send_streamed(request: Any, source: Any) -> None:
         if request.finished or getattr(request, "_disconnected", False):
             return
         request.unregisterProducer()
-        if drained:
+        if drained and not (watch is not None and watch.failed):
             request.finish()
         else:
             # Headers are out: the only honest signal left is a cut connection.
