@@ -481,12 +481,28 @@ class FailingBodyTests(unittest.TestCase):
         return conn
 
     async def settle(self, conn: RawConnection) -> None:
-        """Wait (real time, bounded) for the response to end, either way."""
-        from twisted.internet import reactor
-        for _ in range(500):
-            if conn.transport.disconnecting or conn.received().endswith(b"0\r\n\r\n"):
-                return
-            await task.deferLater(reactor, 0.01, lambda: None)
+        """Wait for the response to end, either way: the connection cut, or
+        the last chunk written (watched on the transport's calls, no polling)."""
+        transport = conn.transport
+        ended: Deferred = Deferred()
+
+        def check() -> None:
+            done = transport.disconnecting or conn.received().endswith(b"0\r\n\r\n")
+            if done and not ended.called:
+                ended.callback(None)
+
+        def watch(name: str) -> None:
+            original = getattr(transport, name)
+
+            def watched(*args: Any) -> None:
+                original(*args)
+                check()
+            setattr(transport, name, watched)
+
+        for name in ("write", "writeSequence", "loseConnection"):
+            watch(name)
+        check()
+        await deferred.timeout(ended, 10)
 
     def assert_cut(self, conn: RawConnection, error: type) -> None:
         received = conn.received()
