@@ -452,3 +452,109 @@ class PluginTests(unittest.TestCase):
         options = plugin.Options()
         options.parseOptions(["--app", "twisted_aleph.demo.http:hello_world_handler"])
         self.assertIs(options["handler"], demo.hello_world_handler)
+
+
+class FailedRequestBodyTests(unittest.TestCase):
+    """A stream request body is closed when the request fails before sending it."""
+
+    @defer.inlineCallbacks
+    def test_refused_connection_closes_stream_body(self) -> Any:
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        pool = http.connection_pool()
+        self.addCleanup(pool.close)
+        body = stream.Stream(description="request body")
+        closed: Deferred = Deferred()
+        body.on_closed(lambda: closed.callback(True))
+        d = http.post(f"http://127.0.0.1:{port}/", body=body, pool=pool)
+        from twisted.internet.error import ConnectionRefusedError as Refused
+        yield self.assertFailure(d, Refused)
+        self.assertTrue(body.is_closed)  # a feeder's puts no longer wait
+        self.assertTrue((yield closed))
+    test_refused_connection_closes_stream_body.timeout = 10  # type: ignore[attr-defined]
+
+
+class _Stall(protocol.Protocol):
+    """A raw HTTP server that sends ``reply`` once a request arrives, then stalls."""
+
+    def __init__(self, reply: bytes, lost: Deferred) -> None:
+        self.reply = reply
+        self.lost = lost
+
+    def dataReceived(self, data: bytes) -> None:
+        if b"\r\n\r\n" in data and self.reply:
+            self.transport.write(self.reply)
+            self.reply = b""
+
+    def connectionLost(self, reason: Any) -> None:
+        self.lost.callback(True)
+
+
+class TimeoutTests(unittest.TestCase):
+    """``timeout=`` bounds headers and a buffered body; raw pools: the headers."""
+
+    HEADERS = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello"
+
+    def stall(self, reply: bytes) -> Any:
+        """URL of a server that sends ``reply`` then stalls, and a Deferred
+        fired when the server sees its connection closed."""
+        lost: Deferred = Deferred()
+        factory = protocol.Factory()
+        factory.protocol = lambda: _Stall(reply, lost)  # type: ignore[assignment,misc]
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        return f"http://127.0.0.1:{port.getHost().port}/", lost
+
+    def pool(self, **kwargs: Any) -> Any:
+        pool = http.connection_pool(**kwargs)
+        self.addCleanup(pool.close)
+        return pool
+
+    @defer.inlineCallbacks
+    def test_stalled_body_times_out_and_drops_the_connection(self) -> Any:
+        url, lost = self.stall(self.HEADERS)
+        d = http.get(url, pool=self.pool(), timeout=0.2)
+        failure = yield self.assertFailure(d, defer.TimeoutError)
+        self.assertIn("timed out after 0.2 s", str(failure))
+        self.assertTrue((yield lost))  # hung up, not kept in the pool
+    test_stalled_body_times_out_and_drops_the_connection.timeout = 10  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def test_stalled_headers_time_out_the_same_way(self) -> Any:
+        url, lost = self.stall(b"")
+        d = http.get(url, pool=self.pool(), timeout=0.2)
+        yield self.assertFailure(d, defer.TimeoutError)
+        self.assertTrue((yield lost))
+    test_stalled_headers_time_out_the_same_way.timeout = 10  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def test_timer_on_pool_clock_and_cancelled_when_done(self) -> Any:
+        from twisted.internet.task import Clock
+        from twisted_aleph.http.client import ConnectionPool
+        url, _ = self.stall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        clock = Clock()
+        pool = ConnectionPool(self.pool().http_client, reactor=clock)
+        d = http.get(url, pool=pool, timeout=5)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        resp = yield d
+        self.assertEqual(resp["body"].read(), b"ok")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    @defer.inlineCallbacks
+    def test_raw_stream_pool_bounds_only_the_headers(self) -> Any:
+        from twisted.internet.task import Clock
+        from twisted_aleph.http.client import ConnectionPool
+        url, lost = self.stall(self.HEADERS)
+        clock = Clock()
+        raw = self.pool(raw_stream=True)
+        pool = ConnectionPool(raw.http_client, raw_stream=True, reactor=clock)
+        resp = yield http.get(url, pool=pool, timeout=5)
+        self.assertEqual(resp["status"], 200)
+        self.assertEqual(clock.getDelayedCalls(), [])  # the body is the caller's to time
+        self.assertFalse(resp["body"].is_closed)
+        resp["body"].close()  # closing it early drops the connection
+        self.assertTrue((yield lost))
+    test_raw_stream_pool_bounds_only_the_headers.timeout = 10  # type: ignore[attr-defined]

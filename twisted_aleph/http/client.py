@@ -21,7 +21,19 @@ connections per host, TLS policy ``tls=``). Headers repeated in a response
 are joined with ", ". A request ``body`` may be bytes, str (UTF-8), a file,
 a list of bytes/str chunks, or any stream source (sent chunked, with
 backpressure); a dict, or a list of (name, value) pairs, is sent as form
-fields (``application/x-www-form-urlencoded``, as treq's ``data=``).
+fields (``application/x-www-form-urlencoded``, as treq's ``data=``). A stream
+body is closed (and through it its upstream) if the request fails before or
+while sending it, e.g. when the connection is refused: a feeder never blocks
+on a body nobody will read.
+
+``timeout=`` (seconds) bounds the whole Deferred: in a buffered pool that is
+connecting, sending, the headers *and* reading the body; in a
+``raw_stream=True`` pool the Deferred fires at the headers, so, as with
+treq's ``timeout``, only the time to the headers is bounded (the body stream
+is the caller's to time). Past it the request is cancelled, its connection
+dropped (never reused), and the Deferred fails with
+``twisted.internet.defer.TimeoutError`` (the cancelled failure is its
+``__cause__``). The timer runs on the pool's reactor.
 
 An https request whose TLS fails (the server's certificate untrusted,
 expired or for another host; the handshake refused, e.g. by a mutual-TLS
@@ -36,13 +48,14 @@ Unlike Aleph, an error status does not fail the Deferred unless asked
 from __future__ import annotations
 
 import io
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 from urllib.parse import urlsplit
 
-from twisted.internet import protocol
-from twisted.internet.defer import Deferred, fail
+from twisted.internet import defer, protocol
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH
 
 from twisted_aleph import stream
@@ -95,20 +108,22 @@ class ConnectionPool:
     ``http_client`` is any treq ``HTTPClient`` (``testing.stub_pool`` builds
     one on an in-memory agent); normally :func:`connection_pool` makes it.
     ``max_body``: the cap on a buffered body (see :data:`DEFAULT_MAX_BODY`).
+    ``reactor``: the clock ``timeout=`` runs on (None: the global reactor).
     """
 
     def __init__(self, http_client: Any, *, raw_stream: bool = False,
                  connections: Optional[HTTPConnectionPool] = None,
-                 max_body: Optional[int] = DEFAULT_MAX_BODY) -> None:
+                 max_body: Optional[int] = DEFAULT_MAX_BODY,
+                 reactor: Any = None) -> None:
         self.http_client = http_client
         self.raw_stream = raw_stream
         self.connections = connections
         self.max_body = max_body
+        self.reactor = reactor
 
     def close(self) -> Deferred:
         """Close the kept-alive connections; Deferred fires once they are."""
         if self.connections is None:
-            from twisted.internet.defer import succeed
             return succeed(None)
         return self.connections.closeCachedConnections()
 
@@ -140,7 +155,7 @@ def connection_pool(*, raw_stream: bool = False, tls: Any = None, persistent: bo
         kwargs["connectTimeout"] = connect_timeout
     agent = Agent(reactor, **kwargs)
     return ConnectionPool(treq.client.HTTPClient(agent), raw_stream=raw_stream,
-                          connections=connections, max_body=max_body)
+                          connections=connections, max_body=max_body, reactor=reactor)
 
 
 _default_pool: Optional[ConnectionPool] = None
@@ -195,6 +210,7 @@ def request(method: str, url: str, *, query_params: Optional[Mapping[str, Any]] 
     """Deferred of the response map for ``method url`` (see the module doc).
 
     ``max_body`` overrides the pool's cap on a buffered body for this request.
+    ``timeout``: seconds for the whole request (the body too, unless streamed).
     """
     if pool is None:
         pool = default_pool()
@@ -202,10 +218,20 @@ def request(method: str, url: str, *, query_params: Optional[Mapping[str, Any]] 
     if query_params:
         params = {str(k): [str(v) for v in vs] if isinstance(vs, (list, tuple)) else str(vs)
                   for k, vs in query_params.items()}
-    d = pool.http_client.request(
-        method, url, params=params, headers=dict(headers) if headers else None,
-        data=_request_data(body), allow_redirects=follow_redirects,
-        unbuffered=True, timeout=timeout)
+    data = _request_data(body)
+    try:
+        # No timeout= for treq: its timer stops at the headers (see _bound).
+        d = pool.http_client.request(
+            method, url, params=params, headers=dict(headers) if headers else None,
+            data=data, allow_redirects=follow_redirects, unbuffered=True)
+    except BaseException:
+        if isinstance(data, StreamBodyProducer):
+            data.stopProducing()
+        raise
+    if isinstance(data, StreamBodyProducer):
+        # Agent only stops a body it started: one never sent (connection
+        # refused, cancelled while connecting) would leave the stream open.
+        d.addErrback(_stop_body, data)
     if pool.raw_stream:
         d.addCallback(_streamed_response)
     else:
@@ -214,7 +240,42 @@ def request(method: str, url: str, *, query_params: Optional[Mapping[str, Any]] 
     if throw_exceptions:
         d.addCallback(_raise_for_status)
     d.addErrback(_name_tls_failure, url)
+    if timeout:  # as treq: 0 or None is no timeout
+        _bound(d, timeout, pool.reactor, url)
     return d
+
+
+def _stop_body(failure: Failure, producer: StreamBodyProducer) -> Failure:
+    """The request failed: close its stream body (a no-op once it ended)."""
+    producer.stopProducing()
+    return failure
+
+
+def _bound(d: Deferred, timeout: float, clock: Any, url: str) -> None:
+    """Cancel ``d`` unless it fires within ``timeout`` seconds; it then fails
+    with ``defer.TimeoutError``. Cancelling reaches whatever ``d`` waits on: the
+    Agent (which aborts the connection) or the body being read (which hangs
+    up, see :class:`_CollectBody`)."""
+    if clock is None:
+        from twisted.internet import reactor as clock
+    timed_out = False
+
+    def expire() -> None:
+        nonlocal timed_out
+        timed_out = True
+        d.cancel()
+
+    call = clock.callLater(timeout, expire)
+
+    def done(result: Any) -> Any:
+        if call.active():
+            call.cancel()
+        if timed_out and isinstance(result, Failure):
+            raise defer.TimeoutError(
+                f"request to {_server_of(url)} timed out after {timeout} s") from result.value
+        return result
+
+    d.addBoth(done)
 
 
 def _name_tls_failure(failure: Failure, url: str) -> Failure:
@@ -236,6 +297,46 @@ def _response_map(response: Any, body: Any) -> ResponseMap:
     return {"status": response.code, "headers": response_headers(response), "body": body}
 
 
+class _CollectBody(protocol.Protocol):
+    """Feed a response body to ``collector``, as ``treq.collect`` does, but
+    cancelling :attr:`finished` hangs up (treq's Deferred has no canceller:
+    cancelled, it would leave the connection open and reading). A collector
+    that raises also hangs up, and fails :attr:`finished` with its error."""
+
+    def __init__(self, collector: Callable[[bytes], None]) -> None:
+        self.collector = collector
+        self.finished: Deferred = Deferred(self._cancel)
+        self._done = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._done:
+            return
+        try:
+            self.collector(data)
+        except Exception:
+            self._done = True
+            self._hang_up()
+            self.finished.errback(Failure())
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        if self._done:
+            return
+        self._done = True
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.finished.callback(None)
+        else:
+            self.finished.errback(reason)
+
+    def _cancel(self, d: Deferred) -> None:
+        # Deferred errbacks CancelledError itself once this returns.
+        self._done = True
+        self._hang_up()
+
+    def _hang_up(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+
 class _DropBody(protocol.Protocol):
     """Takes a response body only to hang up at once (it is too large)."""
 
@@ -246,9 +347,8 @@ class _DropBody(protocol.Protocol):
 
 def _buffered_response(response: Any, max_body: Optional[int], url: str) -> Deferred:
     """Read the body into memory, at most ``max_body`` bytes of it; past
-    that, drop the connection (no more is read) and fail the request."""
-    import treq
-
+    that, drop the connection (no more is read) and fail the request.
+    Cancelling the returned Deferred (``timeout=``) drops the connection."""
     length = getattr(response, "length", UNKNOWN_LENGTH)
     if max_body is not None and isinstance(length, int) and length > max_body:
         response.deliverBody(_DropBody())  # declared too long: read none of it
@@ -264,10 +364,16 @@ def _buffered_response(response: Any, max_body: Optional[int], url: str) -> Defe
         if max_body is not None and received > max_body:
             received = -1
             del parts[:]
-            raise BodyTooLarge(_server_of(url), max_body)  # treq.collect hangs up
+            raise BodyTooLarge(_server_of(url), max_body)  # _CollectBody hangs up
         parts.append(data)
 
-    return treq.collect(response, collect).addCallback(
+    if length == 0:
+        finished: Deferred = succeed(None)  # as treq.collect: nothing to read
+    else:
+        receiver = _CollectBody(collect)
+        response.deliverBody(receiver)
+        finished = receiver.finished
+    return finished.addCallback(
         lambda _: _response_map(response, io.BytesIO(b"".join(parts))))
 
 
