@@ -12,7 +12,7 @@ import gc
 import io
 import sys
 import weakref
-from typing import Any, List
+from typing import Any, Callable, List
 
 from hypothesis import given, settings, strategies as st
 from klein import Klein
@@ -56,6 +56,18 @@ class RawConnection:
 
     def hang_up(self) -> None:
         self.channel.connectionLost(Failure(ConnectionDone()))
+
+
+def get_body(make_body: Callable[[], Any]) -> RawConnection:
+    """A connection that has asked GET / of a route answering ``{"body": make_body()}``."""
+    app = Klein()
+
+    @app.route("/")
+    def root(request: Any) -> dict:
+        return {"body": make_body()}
+    conn = RawConnection(app)
+    conn.get("/")
+    return conn
 
 
 class ResponseMapTests(unittest.TestCase):
@@ -389,13 +401,7 @@ class ProducerTests(unittest.TestCase):
 
     def test_slow_reader_pauses_the_source(self) -> None:
         source = stream.Stream()
-        app = Klein()
-
-        @app.route("/")
-        def root(request: Any) -> dict:
-            return {"body": source}
-        conn = RawConnection(app)
-        conn.get("/")
+        conn = get_body(lambda: source)
         self.assertIs(source.offer(b"first"), True)
         self.assertIn(b"first", conn.received())
         # The socket's send buffer is full: Twisted pauses the channel.
@@ -414,14 +420,8 @@ class ProducerTests(unittest.TestCase):
 
     def test_hang_up_closes_source_and_stops_periodically(self) -> None:
         clock = task.Clock()
-        app = Klein()
-
-        @app.route("/")
-        def root(request: Any) -> dict:
-            ticks = stream.periodically(0.1, lambda: "tick\n", clock=clock)
-            return {"body": stream.transform(stream.take(100), ticks)}
-        conn = RawConnection(app)
-        conn.get("/")
+        conn = get_body(lambda: stream.transform(
+            stream.take(100), stream.periodically(0.1, lambda: "tick\n", clock=clock)))
         clock.advance(0.1)
         clock.advance(0.1)
         self.assertEqual(conn.received().count(b"tick"), 2)
@@ -470,15 +470,7 @@ class ParamsPropertyTests(unittest.TestCase):
 class FailingBodyTests(unittest.TestCase):
     """A streamed body that fails partway cuts the connection: no last chunk."""
 
-    def serve(self, make_body: Any) -> RawConnection:
-        app = Klein()
-
-        @app.route("/")
-        def root(request: Any) -> dict:
-            return {"body": make_body()}
-        conn = RawConnection(app)
-        conn.get("/")
-        return conn
+    serve = staticmethod(get_body)  # a route answering {"body": make_body()}
 
     async def settle(self, conn: RawConnection) -> None:
         """Wait for the response to end, either way: the connection cut, or
@@ -580,13 +572,7 @@ class HangUpPendingPutTests(unittest.TestCase):
 
     def test_pending_puts_complete_after_hang_up(self) -> None:
         source = stream.Stream()
-        app = Klein()
-
-        @app.route("/")
-        def root(request: Any) -> dict:
-            return {"body": source}
-        conn = RawConnection(app)
-        conn.get("/")
+        conn = get_body(lambda: source)
         conn.http.pauseProducing()  # the socket's send buffer is full
         puts = [source.put(b"held-%d" % i) for i in range(4)]
         self.assertIn(b"held-0", conn.received())
