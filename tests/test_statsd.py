@@ -299,7 +299,9 @@ class OptionsTests(unittest.TestCase):
 
     def test_bad_options(self) -> None:
         for argv in [["--flush-interval", "0"], ["--graphite", "nohost:port"],
-                     ["--percentiles", "ninety"], ["--port", "x"], ["--gc-threshold", "-5"]]:
+                     ["--percentiles", "ninety"], ["--port", "x"], ["--gc-threshold", "-5"],
+                     ["--percentiles", "150"], ["--percentiles", "90,nan"],
+                     ["--percentiles", "0"]]:
             self.assertRaises(usage.UsageError, statsd.Options().parseOptions, argv)
 
     def test_parse_address(self) -> None:

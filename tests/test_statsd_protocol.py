@@ -331,3 +331,35 @@ class GaugeCapTests(unittest.SynchronousTestCase):
         self.assertEqual(out.gauges, {"a": 6.0, "b": 1.0})
         self.assertEqual(out.counters["d"], 1.0)
         self.assertEqual(out.counters[sp.BAD_LINES], 2.0)
+
+
+class OverflowTests(unittest.SynchronousTestCase):
+    """A value that makes a total infinite is a bad line: no inf reaches Graphite."""
+
+    def test_counters_and_gauge_deltas_that_overflow_are_bad_lines(self) -> None:
+        r = sp.StatsdRollup()
+        packet = (b"x:1e308|c|@0.001\ng:+1e308|g\ng:+1e308|g\n"
+                  b"y:1e308|c\ny:1e308|c\nz:1|c")
+        self.assertEqual(r.add_packet(packet), 3)
+        self.assertEqual(r.counters, {"y": 1e308, "z": 1.0})
+        self.assertEqual(r.gauges, {"g": 1e308})
+        self.assertIn("overflows", r.last_bad.reason)
+        flat = r.flush(0, 10.0).flat("stats")
+        self.assertTrue(all(math.isfinite(v) for v in flat.values()), flat)
+
+    def test_the_general_path_agrees(self) -> None:
+        r = sp.StatsdRollup()
+        for line in (b"x:1e308|c", b"g:1e308|g"):
+            r.add_packet(line)
+        for line in (b"x:1e308|c", b"x:1e308|c|@0.5", b"g:+1e308|g"):
+            self.assertEqual(r._add_lines([line.decode()]), 1, line)
+
+
+class PercentileCheckTests(unittest.SynchronousTestCase):
+    def test_out_of_range_percentiles_are_refused(self) -> None:
+        for bad in (150, 0, -101, math.nan, math.inf):
+            with self.subTest(p=bad):
+                self.assertRaises(ValueError, sp.StatsdRollup, percentiles=(90, bad))
+        self.assertEqual(sp.StatsdRollup(percentiles=(50, 99.9, -10, 100)).percentiles,
+                         (50.0, 99.9, -10.0, 100.0))
+

@@ -49,7 +49,7 @@ from zope.interface import implementer
 from twisted_aleph import udp
 from twisted_aleph.server import GC_OPTION, check_gc_option, restore_gc, tune_gc
 from twisted_aleph.statsd_protocol import (
-    COUNTER, GAUGE, SET, TIMER, Rollup, StatsdRollup, format_metric,
+    COUNTER, GAUGE, SET, TIMER, Rollup, StatsdRollup, check_percentiles, format_metric,
 )
 from twisted_aleph.stream import Stream
 
@@ -459,7 +459,7 @@ class Options(usage.Options):
             raise usage.UsageError("--shutdown-timeout must not be negative")
         check_gc_option(self)
         try:
-            self["percentiles"] = tuple(
+            self["percentiles"] = check_percentiles(
                 float(p) for p in str(self["percentiles"]).split(",") if p.strip())
             if self["graphite"]:
                 parse_address(self["graphite"])

@@ -325,6 +325,25 @@ def _sort_last_run(values: List[float]) -> None:
     values[-TIMER_RUN:] = run
 
 
+def _finite(total: float, name: str) -> float:
+    """``total`` if finite; a value that overflows it is a bad line, not an inf
+    sent to Graphite (and kept, for a gauge)."""
+    if total - total != 0.0:
+        raise BadLine("value overflows", name)
+    return total
+
+
+def check_percentiles(percentiles: Iterable[float]) -> Tuple[float, ...]:
+    """The timer percentiles as a tuple; ``ValueError`` unless each is finite
+    with 0 < |p| <= 100 (150 or nan would make every flush fail)."""
+    checked = tuple(float(p) for p in percentiles)
+    for p in checked:
+        if not (math.isfinite(p) and 0 < abs(p) <= 100):
+            raise ValueError(f"a timer percentile is in (0, 100], or negative for the "
+                             f"highest values; not {p}")
+    return checked
+
+
 class StatsdRollup:
     """Accumulates metrics between flushes; ``flush()`` swaps in a fresh state.
 
@@ -337,7 +356,7 @@ class StatsdRollup:
 
     def __init__(self, percentiles: Sequence[float] = (90,),
                  max_gauges: int = DEFAULT_MAX_GAUGES) -> None:
-        self.percentiles = tuple(percentiles)
+        self.percentiles = check_percentiles(percentiles)
         self.max_gauges = max_gauges
         self.gauges: Dict[str, float] = {}
         self.last_bad: Optional[BadLine] = None
@@ -358,7 +377,7 @@ class StatsdRollup:
         name, kind, value, rate, delta = metric
         self.metrics += 1
         if kind == COUNTER:
-            self.counters[name] = self.counters.get(name, 0.0) + value / rate
+            self.counters[name] = _finite(self.counters.get(name, 0.0) + value / rate, name)
         elif kind == TIMER:
             values = self.timers.get(name)
             if values is None:
@@ -373,7 +392,7 @@ class StatsdRollup:
             if name not in self.gauges and len(self.gauges) >= self.max_gauges:
                 raise BadLine(f"more than {self.max_gauges} gauges", name)
             if delta:
-                self.gauges[name] = self.gauges.get(name, 0.0) + value
+                self.gauges[name] = _finite(self.gauges.get(name, 0.0) + value, name)
             else:
                 self.gauges[name] = value
         else:
@@ -412,8 +431,9 @@ class StatsdRollup:
                         v = float(value)
                     except ValueError:
                         v = math.nan
-                    if v - v == 0.0:  # finite
-                        counters[name] = (total or 0.0) + v
+                    v += total or 0.0
+                    if v - v == 0.0:  # finite (the line's value, and the new total)
+                        counters[name] = v
                         self.metrics += 1
                         continue
             elif kind[:3] == "c|@":
@@ -424,9 +444,11 @@ class StatsdRollup:
                     except ValueError:
                         v = rate = math.nan
                     if v - v == 0.0 and 0.0 < rate <= 1.0:
-                        counters[name] = counters.get(name, 0.0) + v / rate
-                        self.metrics += 1
-                        continue
+                        v = counters.get(name, 0.0) + v / rate
+                        if v - v == 0.0:
+                            counters[name] = v
+                            self.metrics += 1
+                            continue
             elif kind == "s":
                 member = value.strip()
                 if member and ":" not in member and _NAME_OK(name):
@@ -456,7 +478,13 @@ class StatsdRollup:
                                 if not len(values) & _RUN_MASK:
                                     _sort_last_run(values)
                         elif value.lstrip()[:1] in ("+", "-"):
-                            self.gauges[name] = self.gauges.get(name, 0.0) + v
+                            v += self.gauges.get(name, 0.0)
+                            if v - v != 0.0:  # overflows: the general path says so
+                                if slow is None:
+                                    slow = []
+                                slow.append(line)
+                                continue
+                            self.gauges[name] = v
                         else:
                             self.gauges[name] = v
                         self.metrics += 1
@@ -515,5 +543,5 @@ class StatsdRollup:
 __all__ = [
     "COUNTER", "GAUGE", "TIMER", "SET", "KINDS", "BAD_LINES", "BadLine",
     "Metric", "Rollup", "StatsdRollup", "parse_line", "parse_packet",
-    "format_metric", "sanitize_name", "timer_stats",
+    "format_metric", "sanitize_name", "timer_stats", "check_percentiles",
 ]
