@@ -126,6 +126,8 @@ class TLSRoundTrip(unittest.TestCase):
         received, reason = yield self.probe(port, client.creator_for("127.0.0.1"))
         self.assertEqual(received, b"")
         self.assertFalse(reason.check(ConnectionDone))
+        self.assertEqual(tls.describe(tls.tls_error_in(reason)),
+                         "the server's certificate is not valid for not-the-server.example")
 
     @defer.inlineCallbacks
     def test_untrusted_server_refused_by_client(self) -> defer.Generator:
@@ -206,6 +208,14 @@ class ContextErrors(unittest.TestCase):
 
     def test_garbage_pem(self) -> None:
         self.assertRaises(tls.TLSConfigError, tls.client_context, ca=b"not a pem")
+
+    def test_broken_certificate_is_blamed_not_its_key(self) -> None:
+        f = pki(self)
+        broken = (b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n"
+                  b"-----END CERTIFICATE-----\n")
+        e = self.assertRaises(tls.TLSConfigError, tls.server_context, broken, f.server_key)
+        self.assertIn("bad certificate", str(e))
+        self.assertNotIn("cannot load key", str(e))
 
     def test_generated_key_is_pkcs8(self) -> None:
         f = pki(self)

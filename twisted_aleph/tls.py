@@ -15,7 +15,11 @@ traditional PEM (``BEGIN RSA PRIVATE KEY`` / ``BEGIN EC PRIVATE KEY``).
 When a handshake is refused (by either side), a certificate does not
 verify, the hostname does not match, or the peer does not speak TLS, our
 clients fail with :class:`TLSError`, naming the peer and OpenSSL's reason
-(``tls_error_in`` finds that reason inside Twisted's wrapper failures).
+(``tls_error_in`` finds that reason inside Twisted's wrapper failures). One
+exception, TLS 1.3's: a mutual-TLS server refuses the *client's* certificate
+after the client's side of the handshake is done, so a TCP client gets its
+stream, which then closes, the refusal logged and kept as
+``info["tls_error"]`` (see :mod:`twisted_aleph.tcp`).
 
 ``ServerTLSOptions`` and ``server_tls_from_options`` give the twistd plugins
 their ``--tls-cert/--tls-key/--tls-ca/--require-client-cert`` options.
@@ -113,8 +117,10 @@ def describe(reason: BaseException) -> str:
         names = []
         for error in errors:
             wanted = getattr(error, "mismatched_id", error)
-            names.append(str(getattr(wanted, "hostname", None) or getattr(wanted, "ip", None)
-                             or wanted))
+            name = getattr(wanted, "hostname", None) or getattr(wanted, "ip", None) or wanted
+            # service_identity keeps a DNS name as bytes
+            names.append(name.decode("ascii", "replace") if isinstance(name, bytes)
+                         else str(name))
         return "the server's certificate is not valid for " + ", ".join(names)
     return f"{type(reason).__name__}: {reason}"
 
@@ -154,6 +160,10 @@ def _private_certificate(cert: PEMSource, key: PEMSource) -> ssl.PrivateCertific
     cert_pem = _split_pem_certs(_read(cert))
     if not cert_pem:
         raise TLSConfigError(f"no PEM certificate in {cert!r}")
+    try:  # the certificate alone first: a broken one must not be blamed on the key
+        ssl.Certificate.loadPEM(cert_pem[0])
+    except Exception as e:
+        raise TLSConfigError(f"bad certificate in {cert!r}: {e}") from e
     try:
         return ssl.PrivateCertificate.loadPEM(cert_pem[0] + _read(key))
     except TLSConfigError:
