@@ -98,6 +98,7 @@ class UDPSocketTests(unittest.TestCase):
         b = yield defer.ensureDeferred(self.open())
         for bad in ["just a string", {"host": "127.0.0.1", "message": b"x"},
                     {"host": "127.0.0.1", "port": 0, "message": b"x"},
+                    {"host": "127.0.0.1", "port": True, "message": b"x"},
                     {"host": "127.0.0.1", "port": 9, "message": object()}]:
             yield self.assertFailure(b.put(bad), ValueError, TypeError)
         self.assertFalse(b.is_closed)

@@ -107,7 +107,8 @@ def _unpack(msg: Any) -> Tuple[bytes, str, int]:
     except (KeyError, TypeError):
         raise ValueError("a datagram to send is a dict with 'host', 'port'"
                          f" and 'message', not {type(msg).__name__}") from None
-    if not isinstance(host, str) or not isinstance(port, int) or not 0 < port < 65536:
+    if (not isinstance(host, str) or not isinstance(port, int) or isinstance(port, bool)
+            or not 0 < port < 65536):
         raise ValueError(f"bad destination {host!r}:{port!r}")
     return to_datagram(message), host, port
 
