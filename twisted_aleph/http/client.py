@@ -252,30 +252,21 @@ def _stop_body(failure: Failure, producer: StreamBodyProducer) -> Failure:
 
 
 def _bound(d: Deferred, timeout: float, clock: Any, url: str) -> None:
-    """Cancel ``d`` unless it fires within ``timeout`` seconds; it then fails
-    with ``defer.TimeoutError``. Cancelling reaches whatever ``d`` waits on: the
-    Agent (which aborts the connection) or the body being read (which hangs
-    up, see :class:`_CollectBody`)."""
+    """Cancel ``d`` unless it fires within ``timeout`` seconds (Twisted's
+    ``addTimeout``); it then fails with ``defer.TimeoutError`` naming the
+    server. Cancelling reaches whatever ``d`` waits on: the Agent (which
+    aborts the connection) or the body being read (which hangs up, see
+    :class:`_CollectBody`)."""
     if clock is None:
         from twisted.internet import reactor as clock
-    timed_out = False
 
-    def expire() -> None:
-        nonlocal timed_out
-        timed_out = True
-        d.cancel()
-
-    call = clock.callLater(timeout, expire)
-
-    def done(result: Any) -> Any:
-        if call.active():
-            call.cancel()
-        if timed_out and isinstance(result, Failure):
+    def timed_out(result: Any, _timeout: float) -> Any:
+        if isinstance(result, Failure):
             raise defer.TimeoutError(
                 f"request to {_server_of(url)} timed out after {timeout} s") from result.value
         return result
 
-    d.addBoth(done)
+    d.addTimeout(timeout, clock, onTimeoutCancel=timed_out)
 
 
 def _name_tls_failure(failure: Failure, url: str) -> Failure:
