@@ -39,6 +39,7 @@ FLOORS: Dict[str, float] = {
     "deferred": 2,
     "stream": 2,
     "bus": 2,
+    "peerlog": 2,
     "bytestreams": 2,
     # 3: transports and servers
     "tcp": 3,

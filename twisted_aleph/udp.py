@@ -38,6 +38,7 @@ from twisted.logger import Logger
 from twisted.python import log as legacy_log
 from twisted.python.failure import Failure
 
+from twisted_aleph.peerlog import LogThrottle
 from twisted_aleph.stream import SplicedStream, Stream
 from twisted_aleph.stream.default import Closeable
 
@@ -54,30 +55,6 @@ _READ_AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 
 class MessageTooLong(ValueError):
     """A datagram payload over :data:`MAX_DATAGRAM` bytes."""
-
-
-class LogThrottle:
-    """Allow one log line per ``interval`` seconds; count what was held back.
-
-    Pure bookkeeping (the caller passes the time): ``allow(now)`` answers
-    ``(True, suppressed_since_last)`` when a line may be logged.
-    """
-
-    __slots__ = ("interval", "_next", "_suppressed")
-
-    def __init__(self, interval: float = 10.0) -> None:
-        self.interval = interval
-        self._next = float("-inf")
-        self._suppressed = 0
-
-    def allow(self, now: float) -> Tuple[bool, int]:
-        """``(may_log, lines_suppressed_since_last)`` at time ``now``."""
-        if now < self._next:
-            self._suppressed += 1
-            return False, 0
-        self._next = now + self.interval
-        suppressed, self._suppressed = self._suppressed, 0
-        return True, suppressed
 
 
 def to_datagram(message: Any) -> bytes:
