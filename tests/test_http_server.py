@@ -27,7 +27,8 @@ from twisted.web.server import Site
 from twisted.web.static import Data
 
 from twisted_aleph import deferred, http, stream
-from twisted_aleph.http.server import decode_params, handler_resource
+from twisted_aleph.http.resource import handler_resource
+from twisted_aleph.http.ring import decode_params
 from twisted_aleph.http.testing import stub_pool
 
 
