@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import io
 import sys
+import warnings
 import weakref
 from typing import Any, Callable, List
 
@@ -584,3 +585,50 @@ class HangUpPendingPutTests(unittest.TestCase):
         self.assertNotIn(b"held-3", conn.received())
         self.assertTrue(source.is_closed)
         self.assertIs(self.successResultOf(source.put(b"late")), False)
+
+
+class MovedNamesTests(unittest.TestCase):
+    """Names that moved from http.server to http.ring and http.resource still
+    import from http.server for one release, with a DeprecationWarning."""
+
+    MOVED = {
+        "BadRequest": "ring", "decode_params": "ring", "respond": "ring",
+        "adapt_result": "ring", "RingResource": "resource", "handler_resource": "resource",
+        "NOT_FOUND_BODY": "resource",
+    }
+
+    def test_old_names_warn_and_are_the_new_objects(self) -> None:
+        from twisted_aleph.http import resource, ring, server
+        homes = {"ring": ring, "resource": resource}
+        for name, home in self.MOVED.items():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                value = getattr(server, name)
+            self.assertIs(value, getattr(homes[home], name), name)
+            self.assertEqual([w.category for w in caught], [DeprecationWarning], name)
+            self.assertIn(f"twisted_aleph.http.{home}", str(caught[0].message))
+            self.assertEqual(caught[0].filename, __file__)  # points at the caller
+
+    def test_from_import_warns(self) -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            from twisted_aleph.http.server import BadRequest
+        self.assertIs(BadRequest, http.BadRequest)
+        self.assertEqual([w.category for w in caught], [DeprecationWarning])
+        self.assertEqual(caught[0].filename, __file__)
+
+    def test_other_names_are_still_missing(self) -> None:
+        from twisted_aleph.http import server
+        with self.assertRaises(AttributeError):
+            server.no_such_name  # noqa: B018
+        self.assertNotIn("respond", server.__all__)
+
+    def test_the_facade_exports_what_it_did_without_warning(self) -> None:
+        names = ["start_server", "BadRequest", "RingResource", "HTTPServerService",
+                 "handler_resource", "load_handler"]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            values = [getattr(http, name) for name in names]
+        self.assertEqual(caught, [])
+        self.assertTrue(all(callable(v) for v in values))
+        self.assertLessEqual(set(names), set(http.__all__))

@@ -16,6 +16,7 @@ whatever is still open after the timeout.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from klein import Klein
@@ -26,7 +27,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from twisted_aleph.http.resource import handler_resource
+from twisted_aleph.http import resource as _resource, ring as _ring
 from twisted_aleph.server import Server, restore_gc, tune_gc
 
 log = Logger()
@@ -35,6 +36,24 @@ Handler = Union[Klein, Callable[[Any], Any]]
 
 #: listen backlog (as Netty's default, the usual somaxconn).
 DEFAULT_BACKLOG = 1024
+
+#: Names this module had before they moved to :mod:`.ring` and
+#: :mod:`.resource`: still importable from here, with a DeprecationWarning,
+#: for one release (``twisted_aleph.http`` has them all, without warning).
+_MOVED = {
+    "BadRequest": _ring, "decode_params": _ring, "respond": _ring, "adapt_result": _ring,
+    "RingResource": _resource, "handler_resource": _resource, "NOT_FOUND_BODY": _resource,
+}
+
+
+def __getattr__(name: str) -> Any:
+    """A name in ``_MOVED``, from its new home, with a DeprecationWarning (PEP 562)."""
+    home = _MOVED.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"{__name__}.{name} is deprecated: import it from {home.__name__} "
+                  "or twisted_aleph.http", DeprecationWarning, stacklevel=2)
+    return getattr(home, name)
 
 
 # -- listening -------------------------------------------------------------------
@@ -208,7 +227,7 @@ def start_server(handler: Handler, port: int, *, interface: str = "0.0.0.0",
     server_ref: List[Server] = []
     headers = [(k.encode("latin-1"), v.encode("latin-1"))
                for k, v in (response_headers or {}).items()]
-    site = AlephSite(handler_resource(handler), server_ref, access_log=access_log,
+    site = AlephSite(_resource.handler_resource(handler), server_ref, access_log=access_log,
                      response_headers=headers, reactor=reactor)
     if fd is not None:
         from twisted.protocols.tls import TLSMemoryBIOFactory
