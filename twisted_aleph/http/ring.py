@@ -280,8 +280,6 @@ def _send_streamed(request: Any, source: Any, watch: Optional[_BodyFailure] = No
     producer.start(source).addCallback(done)
 
 
-
-
 def adapt_result(request: Any, result: Any) -> Any:
     """Turn a route's result into something Klein renders (see module doc)."""
     if type(result) is dict and not getattr(request, "aleph_upgraded", False):
