@@ -37,7 +37,7 @@ from twisted.internet.task import deferLater
 
 from twisted_aleph import deferred, stream
 from twisted_aleph.demo import websocket as websocket_demo
-from twisted_aleph.http.server import BadRequest
+from twisted_aleph.http.ring import BadRequest
 
 #: the largest ``count`` /numbers accepts (a stream of ~17 minutes).
 MAX_COUNT = 10000

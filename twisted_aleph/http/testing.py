@@ -28,7 +28,7 @@ from zope.interface import implementer
 from treq.testing import RequestTraversalAgent
 
 from twisted_aleph.http.client import ConnectionPool
-from twisted_aleph.http.server import handler_resource
+from twisted_aleph.http.resource import handler_resource
 
 
 @implementer(IBodyProducer)
