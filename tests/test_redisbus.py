@@ -187,6 +187,86 @@ class RedisBusWithoutRedis(unittest.TestCase):
         self.assertEqual(self.bus._confirm_waiters, {})
 
 
+class RedisBusAsService(unittest.TestCase):
+    """RedisEventBus is a Twisted service: connected by startService, closed by stopService."""
+
+    def setUp(self) -> None:
+        from twisted.internet.testing import MemoryReactorClock
+
+        from twisted_aleph.redisbus import RedisEventBus
+        self.reactor = MemoryReactorClock()
+        self.bus = RedisEventBus("redis://127.0.0.1:1", reactor=self.reactor, start=False)
+
+    def test_provides_iservice(self) -> None:
+        from twisted.application.service import IService
+        from zope.interface.verify import verifyObject
+        self.assertTrue(verifyObject(IService, self.bus))
+
+    def test_connects_only_once_started(self) -> None:
+        self.assertFalse(self.bus.running)
+        self.assertEqual(self.reactor.tcpClients, [])
+        self.bus.startService()
+        self.assertTrue(self.bus.running)
+        self.assertEqual(len(self.reactor.tcpClients), 2)  # subscriber, publisher
+        self.bus.startService()  # already running: no second pair of connections
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+
+    def test_connecting_by_default_as_before(self) -> None:
+        from twisted_aleph.redisbus import RedisEventBus
+        bus = RedisEventBus("redis://127.0.0.1:1", reactor=self.reactor)
+        self.assertTrue(bus.running)
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+
+    def test_publish_before_start_fails_at_once(self) -> None:
+        from twisted_aleph.redisbus import RedisUnavailable
+        f = self.failureResultOf(self.bus.publish("room", "hi"), RedisUnavailable)
+        self.assertIn("not running", f.getErrorMessage())
+
+    def test_stop_service_closes_and_waits(self) -> None:
+        self.bus.startService()
+        room = self.bus.subscribe("room")
+        stopped = self.bus.stopService()
+        again = self.bus.close()  # a second close waits for the same stop
+        self.assertFalse(self.bus.running)
+        self.assertTrue(room.is_closed)
+        self.assertFalse(self.bus.is_active("room"))
+        self.assertNoResult(stopped)
+        self.assertNoResult(again)
+        self.reactor.advance(0)  # the connections are stopped on the next turn
+        self.assertIsNone(self.successResultOf(stopped))
+        self.assertIsNone(self.successResultOf(again))
+        self.assertIsNone(self.successResultOf(self.bus.close()))
+
+    def test_stopping_a_bus_never_started(self) -> None:
+        room = self.bus.subscribe("room")
+        self.assertIsNone(self.successResultOf(self.bus.stopService()))
+        self.assertTrue(room.is_closed)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_restarted_while_stopping_connects_after_the_stop(self) -> None:
+        self.bus.startService()
+        self.bus.stopService()
+        self.bus.startService()  # before the connections have been stopped
+        self.reactor.advance(0)
+        self.assertTrue(self.bus.running)
+        self.assertTrue(self.bus._sub.running)
+        self.assertTrue(self.bus._pub.running)
+        self.assertEqual(len(self.reactor.tcpClients), 4)  # a new pair after the stop
+
+    def test_started_and_stopped_by_its_parent(self) -> None:
+        from twisted.application.service import MultiService
+        parent = MultiService()
+        self.bus.setServiceParent(parent)
+        parent.startService()
+        self.assertTrue(self.bus.running)
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+        stopped = parent.stopService()
+        self.assertNoResult(stopped)  # the parent waits for the bus's connections
+        self.reactor.advance(0)
+        self.successResultOf(stopped)
+        self.assertFalse(self.bus.running)
+
+
 class RedisBusIntegration(unittest.TestCase):
     timeout = 30
 
@@ -243,6 +323,38 @@ class RedisBusIntegration(unittest.TestCase):
         delivered = yield self.a.publish("room", "back")
         self.assertTrue(delivered)
         self.assertEqual((yield sb.take()), "back")
+
+
+class RedisBusServiceIntegration(unittest.TestCase):
+    """As a child service against a real Redis: chats, stops, starts again, chats."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_stop_and_start_again(self) -> defer.Generator:
+        if REDIS is None:
+            raise unittest.SkipTest("redis-server not installed (apt-get install redis-server)")
+        from twisted.application.service import MultiService
+
+        from twisted_aleph.redisbus import RedisEventBus, RedisUnavailable
+        port = free_port()
+        redis = start_redis(port)
+        self.addCleanup(lambda: stop_redis(redis))
+        yield redis.ready
+        parent = MultiService()
+        bus = RedisEventBus(f"redis://127.0.0.1:{port}", start=False)
+        bus.setServiceParent(parent)
+        self.addCleanup(bus.close)
+        for round_ in ("first", "second"):
+            parent.startService()
+            yield bus.when_connected()
+            room = bus.subscribe("room")
+            yield bus.when_subscribed("room")
+            self.assertTrue((yield bus.publish("room", round_)))
+            self.assertEqual((yield room.take()), round_)
+            yield parent.stopService()
+            self.assertTrue(room.is_closed)
+            yield self.assertFailure(bus.publish("room", "stopped"), RedisUnavailable)
 
 
 class RedisBusACLUser(unittest.TestCase):
