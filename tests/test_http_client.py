@@ -417,17 +417,19 @@ class PluginTests(unittest.TestCase):
 
     def test_every_option_reaches_the_service(self) -> None:
         plugin = self.load_plugin()
-        options = plugin.Options()
+        options = plugin.aleph_http.options()
         options.parseOptions(["--port", "10124", "--interface", "127.0.0.2",
-                              "--shutdown-timeout", "2.5", "--gc-threshold", "4321"])
+                              "--shutdown-timeout", "2.5", "--gc-threshold", "4321",
+                              "--app", "twisted_aleph.demo.http:hello_world_handler"])
         service = plugin.aleph_http.makeService(options)
         self.assertEqual((service.port, service.interface, service.shutdown_timeout,
                           service.gc_threshold), (10124, "127.0.0.2", 2.5, 4321))
+        self.assertIs(service.handler, demo.hello_world_handler)
 
     @defer.inlineCallbacks
     def test_service_serves_default_app(self) -> Any:
         plugin = self.load_plugin()
-        options = plugin.Options()
+        options = plugin.aleph_http.options()
         options.parseOptions(["--port", "0", "--interface", "127.0.0.1"])
         service = plugin.aleph_http.makeService(options)
         service.startService()
@@ -445,11 +447,11 @@ class PluginTests(unittest.TestCase):
         from twisted.python import usage
         plugin = self.load_plugin()
         for bad in ("no_colon", "twisted_aleph.demo.http:missing", "no.such.module:app"):
-            self.assertRaises(usage.UsageError, plugin.Options().parseOptions, ["--app", bad])
+            self.assertRaises(usage.UsageError, plugin.aleph_http.options().parseOptions, ["--app", bad])
 
     def test_app_option_loads_callable(self) -> None:
         plugin = self.load_plugin()
-        options = plugin.Options()
+        options = plugin.aleph_http.options()
         options.parseOptions(["--app", "twisted_aleph.demo.http:hello_world_handler"])
         self.assertIs(options["handler"], demo.hello_world_handler)
 

@@ -5,6 +5,11 @@ Packaging and architecture checks: what a `pip install` gives a user, and the la
   choose its reactor: twistd, trial and asyncio-reactor users install their own first);
 - the floors rule: a module imports only from its own floor or lower ones (checked with `ast` over the
   source, so an import inside a function counts too);
+- one exception to the floors rule: a deprecated-alias shim, a module-level
+  `__getattr__` (PEP 562) that warns with DeprecationWarning, may import a name's new home lazily,
+  even from a higher floor. It runs only when someone uses an old name (e.g.
+  `twisted_aleph.tls.ServerTLSOptions`, now in `tap/`), never when the library runs, and goes away
+  with the alias; any other upward import still fails;
 - every source file parses as Python 3.9 (PyPy) and has `from __future__ import annotations` wherever
   it annotates;
 - `twistd --help` lists the aleph-* plugins whose files exist in twisted/plugins/.
@@ -19,7 +24,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Tuple
 
 from twisted.trial import unittest
 
@@ -52,6 +57,8 @@ FLOORS: Dict[str, float] = {
     "workers": 3,
     # 3.5: the seed's handlers, used by plugins, examples, bench and tests only
     "demo": 3.5,
+    # 3.75: the twistd commands' options and services; only the plugin files import it
+    "tap": 3.75,
 }
 
 # Deliberate upward imports done lazily inside one function (not at import time).
@@ -109,34 +116,61 @@ def resolve(current: str, is_package: bool, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def imported_modules(path: Path, root: Path = ROOT) -> Iterator[Tuple[str, int, bool]]:
-    """(absolute module, line, at_import_time) for every import in the file.
+class Import(NamedTuple):
+    """One import statement: `import module` (names empty) or `from module import names`."""
 
-    `from twisted_aleph import edn` yields twisted_aleph.edn. Imports under `if TYPE_CHECKING:`
-    are type-only and skipped; imports inside a function are marked lazy.
+    module: str
+    names: Tuple[str, ...]
+    line: int
+    at_import_time: bool
+    in_alias_shim: bool
+
+
+def is_alias_shim(node: ast.AST) -> bool:
+    """A module-level `def __getattr__` that warns with DeprecationWarning (PEP 562 aliases)."""
+    return (
+        isinstance(node, ast.FunctionDef)
+        and node.name == "__getattr__"
+        and any(isinstance(n, ast.Name) and n.id == "DeprecationWarning" for n in ast.walk(node))
+    )
+
+
+def imports(path: Path, root: Path = ROOT) -> Iterator[Import]:
+    """Every import statement in the file, with its absolute module name.
+
+    Imports under `if TYPE_CHECKING:` are type-only and skipped; imports inside a function are
+    marked lazy (not at import time), and those inside a deprecated-alias shim marked as such.
     """
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     current = module_name(path, root)
     is_package = path.name == "__init__.py"
 
-    def visit(node: ast.AST, lazy: bool) -> Iterator[Tuple[str, int, bool]]:
+    def visit(node: ast.AST, lazy: bool, shim: bool) -> Iterator[Import]:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.dump(child.test):
                 for sub in child.orelse:
-                    yield from visit(sub, lazy)
+                    yield from visit(sub, lazy, shim)
                 continue
             if isinstance(child, ast.Import):
                 for alias in child.names:
-                    yield alias.name, child.lineno, not lazy
+                    yield Import(alias.name, (), child.lineno, not lazy, shim)
             elif isinstance(child, ast.ImportFrom):
-                base = resolve(current, is_package, child)
-                yield base, child.lineno, not lazy
-                for alias in child.names:
-                    yield base + "." + alias.name, child.lineno, not lazy
+                names = tuple(alias.name for alias in child.names)
+                yield Import(resolve(current, is_package, child), names, child.lineno, not lazy,
+                             shim)
             inner = lazy or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-            yield from visit(child, inner)
+            yield from visit(child, inner, shim or (node is tree and is_alias_shim(child)))
 
-    yield from visit(tree, False)
+    yield from visit(tree, False, False)
+
+
+def imported_modules(path: Path, root: Path = ROOT) -> Iterator[Tuple[str, int, bool]]:
+    """(absolute module, line, at_import_time) for every import in the file, deprecated-alias
+    shims included. `from twisted_aleph import edn` yields twisted_aleph and twisted_aleph.edn."""
+    for imp in imports(path, root):
+        yield imp.module, imp.line, imp.at_import_time
+        for name in imp.names:
+            yield imp.module + "." + name, imp.line, imp.at_import_time
 
 
 def run_python(code: str, timeout: float = 120) -> "subprocess.CompletedProcess[str]":
@@ -242,7 +276,8 @@ class ImportSideEffectTests(unittest.TestCase):
 
 
 class FloorsTests(unittest.TestCase):
-    """No module imports from a higher floor (demo: nothing in the library imports it)."""
+    """No module imports from a higher floor (demo and tap: nothing in the library imports them);
+    deprecated-alias shims excepted (see the module docstring)."""
 
     def violations(self) -> List[str]:
         found = []
@@ -252,20 +287,28 @@ class FloorsTests(unittest.TestCase):
             if my_floor_name == "":
                 continue  # the package root's __init__ only carries the version
             my_floor = FLOORS[my_floor_name]
-            for target, line, at_import_time in imported_modules(path):
-                if not target.startswith("twisted_aleph."):
+            for imp in imports(path):
+                if imp.in_alias_shim:
                     continue
-                their_floor_name = floor_name(target)
-                their_floor = FLOORS.get(their_floor_name)
-                if their_floor is None or their_floor <= my_floor:
-                    continue  # unknown names here are attributes (checked via module list)
-                if not at_import_time and their_floor_name in ALLOWED_LAZY_UP.get(my_floor_name, ()):
-                    continue
-                found.append(
-                    f"{path.relative_to(ROOT)}:{line}: {me} (floor {my_floor}) imports"
-                    f" {target} (floor {their_floor})"
-                )
+                for target in [imp.module] + [imp.module + "." + n for n in imp.names]:
+                    problem = self.upward(me, my_floor_name, my_floor, target, imp.at_import_time)
+                    if problem:
+                        found.append(f"{path.relative_to(ROOT)}:{imp.line}: {problem}")
         return sorted(set(found))
+
+    @staticmethod
+    def upward(me: str, my_floor_name: str, my_floor: float, target: str,
+               at_import_time: bool) -> str:
+        """Why importing `target` from `me` breaks the floors rule, or ''."""
+        if not target.startswith("twisted_aleph."):
+            return ""
+        their_floor_name = floor_name(target)
+        their_floor = FLOORS.get(their_floor_name)
+        if their_floor is None or their_floor <= my_floor:
+            return ""  # unknown names here are attributes (checked via module list)
+        if not at_import_time and their_floor_name in ALLOWED_LAZY_UP.get(my_floor_name, ()):
+            return ""
+        return f"{me} (floor {my_floor}) imports {target} (floor {their_floor})"
 
     def test_every_module_has_a_floor(self) -> None:
         """A new top-level module must be given a floor in FLOORS (this file)."""
@@ -297,6 +340,41 @@ class FloorsTests(unittest.TestCase):
         self.assertIn(("twisted_aleph.stream", 3, True), found)
         self.assertIn(("twisted_aleph.demo", 5, False), found)
 
+    def write_package(self, files: Dict[str, str]) -> Tuple[Path, List[Path]]:
+        """A throwaway twisted_aleph package made of `files` ({name: source})."""
+        tmp = Path(self.mktemp())
+        (tmp / "twisted_aleph").mkdir(parents=True)
+        paths = []
+        for name, text in files.items():
+            path = tmp / "twisted_aleph" / name
+            path.write_text(text, encoding="utf-8")
+            paths.append(path)
+        return tmp, paths
+
+    def test_only_a_warning_module_getattr_is_an_alias_shim(self) -> None:
+        """A module-level __getattr__ that warns with DeprecationWarning is an alias shim; one that
+        does not warn, or a __getattr__ elsewhere, is an ordinary function."""
+        tmp, [path] = self.write_package({"tls.py": (
+            "import warnings\n"
+            "def __getattr__(name):\n"
+            "    from twisted_aleph.tap import options\n"
+            "    warnings.warn('moved', DeprecationWarning)\n"
+            "    return getattr(options, name)\n"
+            "class C:\n"
+            "    def __getattr__(self, name):\n"
+            "        from twisted_aleph.tap import http\n"
+            "        raise DeprecationWarning(name)\n"
+        )})
+        shim = {(imp.module, imp.in_alias_shim, imp.at_import_time)
+                for imp in imports(path, root=tmp) if imp.module.startswith("twisted_aleph")}
+        self.assertEqual(shim, {("twisted_aleph.tap", True, False),
+                                ("twisted_aleph.tap", False, False)})
+        tmp, [path] = self.write_package({"server.py": (
+            "def __getattr__(name):\n"
+            "    from twisted_aleph.tap import options\n"
+            "    return getattr(options, name)\n"
+        )})
+        self.assertEqual([imp.in_alias_shim for imp in imports(path, root=tmp)], [False])
 
 class SourceCompatibilityTests(unittest.TestCase):
     """Every line must run on Python 3.9 (PyPy) as well as 3.11."""

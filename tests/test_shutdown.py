@@ -318,6 +318,38 @@ class WebSocketGoingAwayTests(unittest.TestCase):
         return defer.ensureDeferred(self._going_away()).addCallback(check)
 
 
+class SecureWebSocketGoingAwayTests(unittest.TestCase):
+    """wss://: TLS sits between the connection the server tracks and the
+    WebSocket that took it over; the graceful close still says 1001."""
+
+    async def _going_away(self) -> None:
+        import os
+
+        from twisted_aleph import tls
+        directory = self.mktemp()
+        os.makedirs(directory)
+        files = tls.generate_pki(directory)
+        app = Klein()
+
+        @app.route("/keep")
+        def keep(request: Any) -> Any:
+            return websocket_connection(request)
+
+        server = start_server(app, 0, interface="127.0.0.1",
+                              tls=tls.server_context(files.server_cert, files.server_key))
+        self.addCleanup(server.close)
+        conn = await timeout(websocket_client(f"wss://localhost:{server.port}/keep",
+                                              tls=tls.client_context(ca=files.ca_cert)), WAIT)
+        self.addCleanup(conn.close)
+        await timeout(server.close(WAIT, graceful=True), WAIT)
+        info = await timeout(closed(conn), WAIT)
+        self.assertEqual((info["close_code"], info["was_clean"]), (1001, True))
+        self.assertEqual(server.connections, set())
+
+    def test_open_wss_gets_1001(self) -> Deferred:
+        return defer.ensureDeferred(self._going_away())
+
+
 class StatsdStopTests(unittest.TestCase):
     """The statsd service's stop: one more flush, given time to reach Graphite."""
 
@@ -365,12 +397,12 @@ class StatsdStopTests(unittest.TestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_service_passes_its_shutdown_timeout(self) -> None:
-        from twisted_aleph import statsd
-        options = statsd.Options()
+        from twisted_aleph.tap import statsd as tap_statsd
+        options = tap_statsd.Options()
         options.parseOptions(["--shutdown-timeout", "2.5"])
-        self.assertEqual(statsd.makeService(options).shutdown_timeout, 2.5)
+        self.assertEqual(tap_statsd.makeService(options).shutdown_timeout, 2.5)
         from twisted.python import usage
-        self.assertRaises(usage.UsageError, statsd.Options().parseOptions,
+        self.assertRaises(usage.UsageError, tap_statsd.Options().parseOptions,
                           ["--shutdown-timeout", "-1"])
 
 

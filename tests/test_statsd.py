@@ -17,6 +17,7 @@ from twisted.trial import unittest
 
 from twisted_aleph import statsd
 from twisted_aleph import udp
+from twisted_aleph.tap import statsd as tap_statsd
 from twisted_aleph.statsd_protocol import BAD_LINES, PACKETS_RECEIVED, Rollup
 
 
@@ -291,7 +292,7 @@ class GraphiteDownTests(unittest.SynchronousTestCase):
 
 class OptionsTests(unittest.TestCase):
     def test_parse(self) -> None:
-        o = statsd.Options()
+        o = tap_statsd.Options()
         o.parseOptions(["--port", "9125", "--flush-interval", "0.5",
                         "--graphite", "carbon.local:2003", "--percentiles", "90,99.9"])
         self.assertEqual((o["port"], o["flush-interval"], o["graphite"], o["percentiles"]),
@@ -302,7 +303,7 @@ class OptionsTests(unittest.TestCase):
                      ["--percentiles", "ninety"], ["--port", "x"], ["--gc-threshold", "-5"],
                      ["--percentiles", "150"], ["--percentiles", "90,nan"],
                      ["--percentiles", "0"]]:
-            self.assertRaises(usage.UsageError, statsd.Options().parseOptions, argv)
+            self.assertRaises(usage.UsageError, tap_statsd.Options().parseOptions, argv)
 
     def test_parse_address(self) -> None:
         self.assertEqual(statsd.parse_address("h:1"), ("h", 1))
@@ -312,12 +313,12 @@ class OptionsTests(unittest.TestCase):
         self.assertRaises(ValueError, statsd.parse_address, "h:99999")
 
     def test_every_option_reaches_the_service(self) -> None:
-        o = statsd.Options()
+        o = tap_statsd.Options()
         o.parseOptions(["--port", "9125", "--interface", "127.0.0.2", "--flush-interval", "2.5",
                         "--graphite", "g.example:2004", "--percentiles", "50,99.9",
                         "--prefix", "p", "--max-queued", "7", "--shutdown-timeout", "1.5",
                         "--gc-threshold", "4321"])
-        service = statsd.makeService(o)
+        service = tap_statsd.makeService(o)
         self.assertEqual((service.port, service.shutdown_timeout, service.gc_threshold),
                          (9125, 1.5, 4321))
         self.assertEqual(service.options, {
@@ -326,9 +327,9 @@ class OptionsTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_service_starts_and_stops(self) -> Any:
-        o = statsd.Options()
+        o = tap_statsd.Options()
         o.parseOptions(["--port", "0", "--interface", "127.0.0.1"])
-        service = statsd.makeService(o)
+        service = tap_statsd.makeService(o)
         self.assertEqual(service.gc_threshold, 50_000)  # the ready server tunes the collector
         service.startService()
         self.assertNotEqual(service.server.port, 0)

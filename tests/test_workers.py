@@ -2,7 +2,8 @@
 
 Units: the worker command line, options, the shared socket adopted in this
 process, a worker's watch on its parent's pipe, the pool's start/stop/respawn
-with tiny child processes, and the service tree the plugins build.
+with tiny child processes, and the order a service tree stops in (the tree
+``--workers`` builds is tested with the twistd commands, tests/test_tap.py).
 Integration: ONE ``twistd -n aleph-http --workers 2 --bus redis://...`` child
 process and Debian's ``redis-server`` (skipped, saying why, only where that
 is absent): both processes answer, chat crosses them, SIGTERM stops all.
@@ -20,10 +21,10 @@ from twisted.application.service import Service
 from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessExitedAlready
-from twisted.python import usage
 from twisted.trial import unittest
 
 from twisted_aleph import http, workers
+from twisted_aleph.server import listen_shared
 from twisted_aleph.deferred import timeout
 from twisted_aleph.http.websocket import closed, websocket_client
 
@@ -74,50 +75,7 @@ class WorkerArgvTests(unittest.TestCase):
                          ["--nodaemon", "--pidfile=", "-n", "aleph-tcp", "--inherit-fd", "3"])
 
 
-class OptionTests(unittest.TestCase):
-    def options(self, **values: Any) -> dict:
-        base = {"workers": 1, "shutdown-timeout": 10.0, "inherit-fd": None, "bus": None,
-                "port": 0, "interface": "127.0.0.1"}
-        base.update(values)
-        return base
-
-    def test_bad_values_are_usage_errors(self) -> None:
-        for bad in ({"workers": 0}, {"shutdown-timeout": -1}, {"bus": "http://x"}):
-            self.assertRaises(usage.UsageError, workers.check_options, self.options(**bad))
-        workers.check_options(self.options(workers=3, bus="redis://127.0.0.1:6379"))
-
-    def test_app_factory(self) -> None:
-        from twisted_aleph.demo.http import make_app
-        self.assertIs(workers.app_factory(workers.DEMO_APP), make_app)
-        self.assertIs(workers.app_factory(workers.DEMO_APP_FACTORY), make_app)
-        self.assertRaises(usage.UsageError, workers.app_factory,
-                          "twisted_aleph.demo.websocket:STATIC")  # not callable
-        self.assertRaises(usage.UsageError, workers.app_factory, "no.such:thing")
-
-    def test_worker_header_only_with_several_processes(self) -> None:
-        self.assertIsNone(workers.worker_headers(self.options()))
-        self.assertEqual(workers.worker_headers(self.options(workers=2)),
-                         {"x-aleph-worker": str(os.getpid())})
-        self.assertEqual(workers.worker_headers(self.options(**{"inherit-fd": 3})),
-                         {"x-aleph-worker": str(os.getpid())})
-
-    def test_one_process_without_bus_is_just_the_server(self) -> None:
-        server = Service()
-        self.assertIs(workers.scaled_service(self.options(), lambda fd, bus: server), server)
-
-    def test_bus_service_is_stopped_after_the_server(self) -> None:
-        made: List[Any] = []
-        top = workers.scaled_service(self.options(bus="redis://127.0.0.1:1"),
-                                     lambda fd, bus: made.append((fd, bus)) or Service())
-        bus_service, group = list(top)
-        self.assertIsInstance(bus_service, workers.RedisBusService)
-        self.assertIsInstance(group, workers.WorkerGroup)
-        self.assertEqual(made, [])  # built when the service starts
-        group.privilegedStartService()
-        self.assertEqual(made, [(None, bus_service)])
-        self.assertRaises(RuntimeError, bus_service.subscribe, "room")  # not started
-        self.assertFalse(bus_service.is_active("room"))
-
+class StopInOrderTests(unittest.TestCase):
     def test_stop_in_order(self) -> None:
         events: List[str] = []
         gate: Deferred = Deferred()
@@ -143,7 +101,7 @@ class OptionTests(unittest.TestCase):
 
 class SharedSocketTests(unittest.TestCase):
     async def _serve_inherited(self) -> None:
-        sock = workers.listen_shared(0, "127.0.0.1")
+        sock = listen_shared(0, "127.0.0.1")
         self.addCleanup(sock.close)
         port = sock.getsockname()[1]
         from twisted_aleph.demo.http import make_app
@@ -164,7 +122,7 @@ class SharedSocketTests(unittest.TestCase):
 
     def test_tcp_service_on_an_inherited_socket(self) -> Deferred:
         from twisted_aleph.tcp import TCPServerService, framed_client
-        sock = workers.listen_shared(0, "127.0.0.1")
+        sock = listen_shared(0, "127.0.0.1")
         self.addCleanup(sock.close)
         service = TCPServerService(lambda st, info: st.put(info["server_port"]), 0,
                                    interface="127.0.0.1", fd=sock.fileno())
@@ -196,7 +154,7 @@ class ChildTests(unittest.TestCase):
     """WorkerPool with tiny children standing in for twistd workers."""
 
     def pool(self, code: str, count: int = 2) -> workers.WorkerPool:
-        sock = workers.listen_shared(0, "127.0.0.1")
+        sock = listen_shared(0, "127.0.0.1")
         self.addCleanup(sock.close)
         argv = [sys.executable, "-c", code]
         pool = workers.WorkerPool(count, argv, sock, stop_timeout=WAIT)
@@ -265,7 +223,7 @@ class RespawnBackoffTests(unittest.TestCase):
         from twisted.internet.error import ProcessTerminated
         from twisted.python.failure import Failure
         clock = _ProcessClock()
-        sock = workers.listen_shared(0, "127.0.0.1")
+        sock = listen_shared(0, "127.0.0.1")
         self.addCleanup(sock.close)
         pool = workers.WorkerPool(1, ["worker"], sock, reactor=clock)
         pool.startService()

@@ -13,9 +13,10 @@ parsing and rolling up:
 * :class:`GraphiteForwarder` writes Graphite's plaintext protocol over a
   reconnecting TCP client (``ClientService``). While Graphite is down, up to
   ``max_queued`` flushes wait; past that the oldest are dropped and counted;
-* :class:`StatsdService`, :class:`Options` and :func:`makeService` back
-  ``twistd -n aleph-statsd``. Stopping (SIGTERM) flushes once more and gives
-  that flush up to ``--shutdown-timeout`` seconds to reach Graphite.
+* :class:`StatsdService` is the server as a twistd service, which
+  ``twistd -n aleph-statsd`` runs (options: :mod:`twisted_aleph.tap.statsd`).
+  Stopping (SIGTERM) flushes once more and gives that flush up to
+  ``--shutdown-timeout`` seconds to reach Graphite.
 
 Graphite names (Etsy's): ``stats.counters.<name>.count`` and ``.rate`` (per
 second), ``stats.gauges.<name>``, ``stats.timers.<name>.<stat>`` (count,
@@ -32,24 +33,23 @@ the log. Nothing a client sends can stop the server.
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
-from twisted.python import usage
 from zope.interface import implementer
 
 from twisted_aleph import udp
-from twisted_aleph.server import GC_OPTION, check_gc_option, restore_gc, tune_gc
+from twisted_aleph.server import ServerService
 from twisted_aleph.statsd_protocol import (
-    COUNTER, GAUGE, SET, TIMER, Rollup, StatsdRollup, check_percentiles, format_metric,
+    COUNTER, GAUGE, SET, TIMER, Rollup, StatsdRollup, format_metric,
 )
 from twisted_aleph.stream import Stream
 
@@ -306,9 +306,11 @@ class StatsdServer:
     def _rollup_taken(self, _: Any) -> None:
         self._rollups_waiting = False
 
-    def close(self, grace: float = 0.0) -> Deferred:
+    def close(self, grace: float = 0.0, *, graceful: bool = True) -> Deferred:
         """Stop listening, flush one last time, close ``rollups``, stop Graphite
-        (giving that last flush up to ``grace`` seconds to be written to it)."""
+        (giving that last flush up to ``grace`` seconds to be written to it).
+        Always graceful (``graceful`` is there for :class:`~twisted_aleph.
+        server.ServerService`, which asks every server for a graceful close)."""
         if self._closed is not None:
             return self._closed
         if self._timer is not None and self._timer.active():
@@ -402,83 +404,44 @@ def client(host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> Deferred:
         lambda sock: StatsdClient(sock, host, port))
 
 
-class StatsdService(Service):
-    """``start_server`` as a twistd service.
+class StatsdService(ServerService):
+    """``start_server`` as a twistd service (``twistd aleph-statsd``).
 
     Stopping it (twistd on SIGTERM) flushes the accumulator once more and
     gives that flush up to ``shutdown_timeout`` seconds to reach Graphite.
     ``gc_threshold``, if not 0, tunes the garbage collector once listening
-    (:func:`twisted_aleph.server.tune_gc`), until stopped.
+    (:func:`twisted_aleph.server.tune_gc`), until stopped. ``options`` are
+    ``start_server``'s.
     """
+
+    listening_line = "statsd listening on UDP {port}"
 
     def __init__(self, port: int = DEFAULT_PORT, *, shutdown_timeout: float = 10.0,
                  gc_threshold: int = 0, **options: Any) -> None:
+        super().__init__(self._listen, name="aleph-statsd",
+                         interface=options.get("interface", "0.0.0.0"),
+                         shutdown_timeout=shutdown_timeout, gc_threshold=gc_threshold)
         self.port = port
-        self.shutdown_timeout = shutdown_timeout
-        self.gc_threshold = gc_threshold
         self.options = options
-        self.server: Optional[StatsdServer] = None
-        self._gc_before: Any = None
 
-    def startService(self) -> None:
-        Service.startService(self)
-        self.server = start_server(self.port, **self.options)
-        log.info("statsd listening on UDP {port}", port=self.server.port)
-        self._gc_before = tune_gc(self.gc_threshold)
-
-    def stopService(self) -> Optional[Deferred]:
-        Service.stopService(self)
-        restore_gc(self._gc_before)
-        self._gc_before = None
-        if self.server is not None:
-            return self.server.close(grace=self.shutdown_timeout)
-        return None
+    def _listen(self) -> StatsdServer:
+        return start_server(self.port, **self.options)
 
 
-class Options(usage.Options):
-    """``twistd aleph-statsd`` options."""
-
-    optParameters = [
-        ["port", "p", DEFAULT_PORT, "UDP port to listen on.", int],
-        ["interface", "i", "0.0.0.0", "Interface to bind."],
-        ["flush-interval", "f", 1.0, "Seconds between flushes.", float],
-        ["graphite", "g", None, "Forward flushes to Graphite's plaintext port host:port."],
-        ["percentiles", None, "90", "Timer percentiles, comma-separated."],
-        ["prefix", None, "stats", "Graphite name prefix."],
-        ["max-queued", None, DEFAULT_MAX_QUEUED,
-         "Flushes kept while Graphite is down.", int],
-        ["shutdown-timeout", None, 10.0,
-         "On SIGTERM, seconds the last flush gets to reach Graphite.", float],
-        GC_OPTION,
-    ]
-
-    def postOptions(self) -> None:
-        if self["flush-interval"] <= 0:
-            raise usage.UsageError("--flush-interval must be > 0")
-        if self["shutdown-timeout"] < 0:
-            raise usage.UsageError("--shutdown-timeout must not be negative")
-        check_gc_option(self)
-        try:
-            self["percentiles"] = check_percentiles(
-                float(p) for p in str(self["percentiles"]).split(",") if p.strip())
-            if self["graphite"]:
-                parse_address(self["graphite"])
-        except ValueError as e:
-            raise usage.UsageError(str(e))
-
-
-def makeService(options: Options) -> StatsdService:
-    """The twistd entry point (see ``twisted/plugins/aleph_statsd.py``)."""
-    return StatsdService(
-        options["port"], interface=options["interface"],
-        flush_interval=options["flush-interval"], graphite=options["graphite"],
-        percentiles=options["percentiles"], prefix=options["prefix"],
-        max_queued=options["max-queued"], shutdown_timeout=options["shutdown-timeout"],
-        gc_threshold=options["gc-threshold"])
+def __getattr__(name: str) -> Any:
+    """The twistd command's ``Options`` and ``makeService``, moved to
+    :mod:`twisted_aleph.tap.statsd`: still found here for one release, with a
+    DeprecationWarning."""
+    if name in ("Options", "makeService"):
+        from twisted_aleph.tap import statsd as tap_statsd
+        warnings.warn(f"twisted_aleph.statsd.{name} moved to twisted_aleph.tap.statsd.{name}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(tap_statsd, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "StatsdProtocol", "StatsdServer", "GraphiteForwarder", "StatsdClient",
-    "StatsdService", "Options", "makeService", "start_server", "client",
+    "StatsdService", "start_server", "client",
     "parse_address", "Rollup", "StatsdRollup",
 ]

@@ -43,11 +43,9 @@ Cost: parsing is linear in the bytes received, however they are split.
 
 from __future__ import annotations
 
-import os
 import struct
 from typing import Any, Callable, Optional
 
-from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
@@ -65,7 +63,7 @@ from zope.interface import implementer
 from twisted_aleph import edn
 from twisted_aleph.codec import DecodeError, decode_stream
 from twisted_aleph.codec import encode as encode_frame
-from twisted_aleph.server import Server, restore_gc, tune_gc
+from twisted_aleph.server import Server, ServerService, adopt, family_of
 from twisted_aleph.stream import SplicedStream, Stream, connect, splice
 from twisted_aleph.stream import map as stream_map
 from twisted_aleph.stream.default import Edge, Offered
@@ -605,7 +603,6 @@ def _listen(protocol_class: Any, handler: Handler, port: int, interface: str,
     if tls is not None:
         listening = TLSMemoryBIOFactory(tls, False, factory)
     if fd is not None:  # a worker's inherited listening socket
-        from twisted_aleph.workers import adopt, family_of
         port_object = adopt(fd, listening, reactor, family_of(interface))
     else:
         port_object = reactor.listenTCP(port, listening, interface=interface)
@@ -685,7 +682,7 @@ def start_framed_server(handler: Handler, port: int, *, interface: str = "0.0.0.
     otherwise). A frame that does not decode arrives as a
     ``codec.DecodeError`` message; one longer than ``max_length`` drops that
     connection. ``fd``: serve an inherited listening socket instead of
-    binding ``port`` (``--workers``, :mod:`twisted_aleph.workers`)."""
+    binding ``port`` (``--workers``, :func:`twisted_aleph.server.adopt`)."""
     return _listen(FramedEDNProtocol, handler, port, interface, tls, reactor, fd,
                    max_length=max_length, encode=encode, decode=decode)
 
@@ -711,7 +708,7 @@ def wrap_duplex_stream(codec: Any, s: Any) -> SplicedStream:
     return splice(out, decode_stream(s, codec))
 
 
-class TCPServerService(service.Service):
+class TCPServerService(ServerService):
     """A framed EDN server as a twistd service (``twistd aleph-tcp``).
 
     Stopping it (twistd on SIGTERM) stops accepting and ends each
@@ -724,42 +721,25 @@ class TCPServerService(service.Service):
     (:func:`twisted_aleph.server.tune_gc`), until stopped.
     """
 
+    listening_line = "{name}: framed EDN on port {port} (pid {pid})"
+
     def __init__(self, handler: Handler, port: int, *, interface: str = "0.0.0.0",
                  max_length: int = DEFAULT_MAX_FRAME, tls: Any = None,
                  fd: Optional[int] = None, shutdown_timeout: float = 10.0,
                  gc_threshold: int = 0, reactor: Any = None) -> None:
+        super().__init__(self._listen, name="aleph-tcp", interface=interface,
+                         shutdown_timeout=shutdown_timeout, gc_threshold=gc_threshold)
         self.handler = handler
         self.port = port
-        self.interface = interface
         self.max_length = max_length
         self.tls = tls
         self.fd = fd
-        self.shutdown_timeout = shutdown_timeout
-        self.gc_threshold = gc_threshold
         self._reactor = reactor
-        self.server: Optional[Server] = None
-        self._gc_before: Any = None
 
-    def startService(self) -> None:
-        super().startService()
-        self.server = start_framed_server(self.handler, self.port,
-                                          interface=self.interface, tls=self.tls,
-                                          max_length=self.max_length, fd=self.fd,
-                                          reactor=self._reactor)
-        log.info("aleph-tcp: framed EDN on port {port} (pid {pid})",
-                 port=self.server.port, pid=os.getpid())
-        self._gc_before = tune_gc(self.gc_threshold)
-
-    def stopService(self) -> Optional[Deferred]:  # type: ignore[override]
-        super().stopService()
-        restore_gc(self._gc_before)
-        self._gc_before = None
-        if self.server is not None:
-            server, self.server = self.server, None
-            log.info("aleph-tcp shutting down: {n} connections open, {t} s to finish",
-                     n=len(server.connections), t=self.shutdown_timeout)
-            return server.close(grace=self.shutdown_timeout, graceful=True)
-        return None
+    def _listen(self) -> Server:
+        return start_framed_server(self.handler, self.port, interface=self.interface,
+                                   tls=self.tls, max_length=self.max_length, fd=self.fd,
+                                   reactor=self._reactor)
 
 
 __all__ = [

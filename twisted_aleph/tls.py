@@ -21,8 +21,8 @@ after the client's side of the handshake is done, so a TCP client gets its
 stream, which then closes, the refusal logged and kept as
 ``info["tls_error"]`` (see :mod:`twisted_aleph.tcp`).
 
-``ServerTLSOptions`` and ``server_tls_from_options`` give the twistd plugins
-their ``--tls-cert/--tls-key/--tls-ca/--require-client-cert`` options.
+The twistd commands' ``--tls-cert/--tls-key/--tls-ca/--require-client-cert``
+options are :mod:`twisted_aleph.tap.options`'s.
 
 ``generate_pki(directory)`` writes a throwaway CA, server and client
 certificate set, for examples and tests; never for production.
@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import datetime
 import os
+import warnings
 from typing import Any, List, NamedTuple, Optional, Sequence, Union
 
 from OpenSSL import SSL
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
-from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
@@ -241,53 +241,6 @@ def client_context(*, ca: Optional[PEMSource] = None, cert: Optional[PEMSource] 
     return ClientTLS(trust, client, hostname)
 
 
-# -- twistd options -----------------------------------------------------------
-
-class ServerTLSOptions:
-    """Mixin for a twistd plugin's ``usage.Options``: ``--tls-cert``,
-    ``--tls-key``, ``--tls-ca`` and ``--require-client-cert``.
-
-    ``class Options(ServerTLSOptions, usage.Options)`` gains the options
-    (Twisted gathers ``optParameters`` from every base class); its
-    ``postOptions`` calls :func:`server_tls_from_options`.
-    """
-
-    optParameters: List[List[Any]] = [
-        ["tls-cert", None, None, "PEM certificate (chain) to serve TLS with."],
-        ["tls-key", None, None, "PEM private key for --tls-cert (PKCS#8 or traditional)."],
-        ["tls-ca", None, None,
-         "PEM CA certificate(s) that client certificates are verified against."],
-    ]
-    optFlags: List[List[Any]] = [
-        ["require-client-cert", None,
-         "Refuse clients without a certificate signed by --tls-ca (mutual TLS)."],
-    ]
-
-
-def server_tls_from_options(options: Any) -> Optional[ssl.CertificateOptions]:
-    """The server context the TLS options ask for, or None (plain TCP).
-
-    Bad combinations and unusable files raise ``usage.UsageError`` with a
-    one-line reason, which twistd prints instead of a traceback.
-    """
-    cert, key, ca = options.get("tls-cert"), options.get("tls-key"), options.get("tls-ca")
-    require = bool(options.get("require-client-cert"))
-    if key and not cert:
-        raise usage.UsageError("--tls-key needs --tls-cert")
-    if cert and not key:
-        raise usage.UsageError("--tls-cert needs --tls-key")
-    if require and not ca:
-        raise usage.UsageError("--require-client-cert needs --tls-ca")
-    if ca and not cert:
-        raise usage.UsageError("--tls-ca needs --tls-cert and --tls-key")
-    if not cert:
-        return None
-    try:
-        return server_context(cert, key, ca=ca or None, require_client_cert=require)
-    except TLSConfigError as e:
-        raise usage.UsageError(f"TLS: {e}") from e
-
-
 def connection_creator(tls: Any, host: str) -> Any:
     """What ``connectSSL``/``wrapClientTLS`` needs, from any accepted ``tls``
     value: a :class:`ClientTLS`, an IPolicyForHTTPS, or a ready creator."""
@@ -393,8 +346,19 @@ def generate_pki(directory: str, *, hostnames: Sequence[str] = ("localhost", "12
     )
 
 
+def __getattr__(name: str) -> Any:
+    """The twistd TLS options, moved to :mod:`twisted_aleph.tap.options`: still
+    found here for one release, with a DeprecationWarning."""
+    if name in ("ServerTLSOptions", "server_tls_from_options"):
+        from twisted_aleph.tap import options
+        warnings.warn(f"twisted_aleph.tls.{name} moved to twisted_aleph.tap.options.{name}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(options, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "TLSConfigError", "TLSError", "tls_error_in", "describe",
-    "ServerTLSOptions", "server_tls_from_options", "server_context", "client_context", "ClientTLS",
+    "server_context", "client_context", "ClientTLS",
     "connection_creator", "generate_pki", "PKIFiles",
 ]

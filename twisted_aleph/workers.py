@@ -5,8 +5,9 @@ own command line (:func:`worker_argv`) with the listening socket passed down
 as file descriptor 3; each worker adopts that socket
 (``reactor.adoptStreamPort``) and the kernel spreads accepted connections
 among the processes. No load balancer, no home-made IPC: state that must span
-workers (chat rooms) goes through Redis (``--bus redis://...``,
-:class:`RedisBusService`).
+workers (chat rooms) goes through Redis (``--bus redis://...``). The shared
+socket itself is :func:`twisted_aleph.server.listen_shared` and
+:func:`~twisted_aleph.server.adopt`.
 
 Stopping (SIGTERM to the first process; twistd stops its services) is
 graceful everywhere: every process stops accepting and finishes what is in
@@ -17,9 +18,10 @@ vanished sees the same closed pipe, so no orphan keeps the port. Workers
 write their logs to the first process's stdout/stderr. A worker that dies
 while the pool runs is restarted after :data:`RESPAWN_DELAY`.
 
-The plugins call :func:`scaled_service` with their server service and add
-:data:`SCALING_OPTIONS` (and :data:`BUS_OPTION`) to their options; cost
-at run time is nothing per connection: the kernel does the spreading.
+The twistd commands build their service tree with
+:func:`twisted_aleph.tap.scaling.scaled_service` (their options:
+:class:`twisted_aleph.tap.options.ScalingOptions`); cost at run time is
+nothing per connection: the kernel does the spreading.
 """
 
 from __future__ import annotations
@@ -27,15 +29,17 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+import warnings
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import defer, error, protocol
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IListeningPort, IReadDescriptor
+from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
-from twisted.python import usage
 from zope.interface import implementer
+
+from twisted_aleph.server import listen_shared
 
 log = Logger()
 
@@ -45,38 +49,9 @@ INHERITED_FD = 3  # where a worker finds the shared listening socket
 RESPAWN_DELAY = 1.0
 RESPAWN_MAX_DELAY = 30.0
 RESPAWN_QUICK = 5.0
-#: seconds the first process waits for its workers beyond their own shutdown timeout
-STOP_MARGIN = 5.0
-#: the ``--app`` default, and what it means once ``--bus`` is given
-DEMO_APP = "twisted_aleph.demo.http:app"
-DEMO_APP_FACTORY = "twisted_aleph.demo.http:make_app"
 
 
-# -- the shared socket ------------------------------------------------------------
-
-def family_of(interface: str) -> int:
-    """The address family of a listening interface (``"::"`` is IPv6)."""
-    return socket.AF_INET6 if ":" in interface else socket.AF_INET
-
-
-def listen_shared(port: int, interface: str = "0.0.0.0", backlog: int = 1024) -> socket.socket:
-    """A bound, listening, non-blocking TCP socket to share among workers."""
-    sock = socket.socket(family_of(interface), socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((interface, port))
-    sock.listen(backlog)
-    sock.setblocking(False)
-    return sock
-
-
-def adopt(fd: int, factory: protocol.Factory, reactor: Any = None,
-          family: int = socket.AF_INET) -> IListeningPort:
-    """Serve ``factory`` on an already listening socket inherited as ``fd``
-    (the reactor works on its own duplicate of ``fd``)."""
-    if reactor is None:
-        from twisted.internet import reactor  # type: ignore[no-redef]
-    return reactor.adoptStreamPort(fd, family, factory)
-
+# -- a worker's command line ------------------------------------------------------
 
 def worker_argv(argv: Sequence[str], index: Optional[int] = None) -> List[str]:
     """This process's twistd command line, rewritten for worker ``index``: it
@@ -362,7 +337,7 @@ class ParentWatch(Service):
             self._pipe = None
 
 
-# -- the service tree the plugins build ---------------------------------------------
+# -- the service tree around a server ---------------------------------------------
 
 class StopInOrder(MultiService):
     """A MultiService whose children stop one after another, last added first
@@ -454,147 +429,40 @@ class WorkerGroup(MultiService):
         return super().stopService()
 
 
-class RedisBusService(Service):
-    """The chat rooms' bus as a service: a :class:`~twisted_aleph.redisbus.
-    RedisEventBus` on ``url``, connected when the service starts and closed
-    when it stops. It has the EventBus interface itself (handlers are built
-    before the service starts, and keep this object)."""
-
-    def __init__(self, url: str, reactor: Any = None) -> None:
-        from twisted_aleph.resp import parse_pubsub_url
-        parse_pubsub_url(url)  # ValueError now rather than at start
-        self.url = url
-        self._reactor = reactor
-        self.bus: Any = None
-
-    def startService(self) -> None:
-        super().startService()
-        from twisted_aleph.redisbus import RedisEventBus
-        self.bus = RedisEventBus(self.url, reactor=self._reactor)
-        self.bus.when_connected().addCallbacks(
-            lambda _: log.info("chat rooms on Redis at {url}", url=self.url),
-            lambda f: log.failure("cannot reach Redis at {url}", f, url=self.url))
-
-    def stopService(self) -> Optional[Deferred]:
-        super().stopService()
-        bus, self.bus = self.bus, None
-        return bus.close() if bus is not None else None
-
-    def _started(self) -> Any:
-        if self.bus is None:
-            raise RuntimeError("the Redis bus service is not running")
-        return self.bus
-
-    def subscribe(self, topic: Any) -> Any:
-        return self._started().subscribe(topic)
-
-    def publish(self, topic: Any, msg: Any) -> Deferred:
-        return self._started().publish(topic, msg)
-
-    def when_subscribed(self, topic: Any) -> Deferred:
-        return self._started().when_subscribed(topic)
-
-    def is_active(self, topic: Any) -> bool:
-        return self.bus is not None and self.bus.is_active(topic)
-
-    def downstream(self, topic: Any) -> List[Any]:
-        return self.bus.downstream(topic) if self.bus is not None else []
+# Names that moved: the shared socket to twisted_aleph.server (where tcp and
+# http find it), the command-line side to twisted_aleph.tap. Importing them
+# from here still works for one release, with a DeprecationWarning.
+_MOVED_TO_SERVER = ("adopt", "family_of")
+_MOVED_TO_TAP_OPTIONS = ("SCALING_OPTIONS", "BUS_OPTION", "ScalingOptions", "BusOptions",
+                         "check_options")
+_MOVED_TO_TAP_SCALING = ("RedisBusService", "worker_headers", "scaled_service", "STOP_MARGIN")
+_MOVED_TO_TAP_HTTP = {"app_factory": "app_factory", "DEMO_APP": "DEFAULT_APP",
+                      "DEMO_APP_FACTORY": "DEFAULT_APP_FACTORY"}
 
 
-# -- plugin options -------------------------------------------------------------------
-
-SCALING_OPTIONS: List[List[Any]] = [
-    ["workers", None, 1,
-     "Processes serving the port: this one and N-1 it starts, sharing its socket.", int],
-    ["shutdown-timeout", None, 10.0,
-     "On SIGTERM, seconds in-flight requests get to finish before they are cut.", float],
-    ["inherit-fd", None, None,
-     "Internal (set by --workers): serve the listening socket inherited as this fd.", int],
-]
-BUS_OPTION: List[Any] = ["bus", None, None,
-              "redis://[[user]:password@]host:port: chat rooms go through Redis, "
-              "so they span workers."]
-
-
-class ScalingOptions:
-    """Mixed into a plugin's ``usage.Options``: ``--workers``,
-    ``--shutdown-timeout``, ``--inherit-fd`` (call :func:`check_options`)."""
-
-    optParameters: List[List[Any]] = SCALING_OPTIONS
-
-
-class BusOptions:
-    """Mixed into a plugin's ``usage.Options``: ``--bus redis://...``."""
-
-    optParameters: List[List[Any]] = [BUS_OPTION]
-
-
-def check_options(options: Mapping[str, Any]) -> None:
-    """Refuse impossible values of :data:`SCALING_OPTIONS` / :data:`BUS_OPTION`
-    with a :class:`usage.UsageError` naming the option."""
-    if options["workers"] < 1:
-        raise usage.UsageError("--workers must be at least 1")
-    if options["shutdown-timeout"] < 0:
-        raise usage.UsageError("--shutdown-timeout must not be negative")
-    bus = options.get("bus")
-    if bus:
-        from twisted_aleph.resp import parse_pubsub_url
-        try:
-            parse_pubsub_url(bus)
-        except ValueError as e:
-            raise usage.UsageError(f"--bus: {e}")
-
-
-def app_factory(spec: str) -> Callable[..., Any]:
-    """With ``--bus``, ``--app`` names a factory ``f(bus=...)`` returning the
-    app (the demo's default app becomes its ``make_app``): the factory, or
-    :class:`usage.UsageError`."""
-    from twisted_aleph.http.server import load_handler
-    if spec == DEMO_APP:
-        spec = DEMO_APP_FACTORY
-    try:
-        factory = load_handler(spec)
-    except (ValueError, ImportError, AttributeError) as e:
-        raise usage.UsageError(f"--app: {e}")
-    from klein import Klein
-    if isinstance(factory, Klein) or not callable(factory):
-        raise usage.UsageError(
-            f"--bus needs --app to name a factory taking bus=, such as {DEMO_APP_FACTORY}")
-    return factory
-
-
-def worker_headers(options: Mapping[str, Any]) -> Optional[dict]:
-    """``x-aleph-worker: <pid>`` on every HTTP response when several
-    processes serve the port (so a client can tell who answered)."""
-    if options["workers"] > 1 or options.get("inherit-fd") is not None:
-        return {"x-aleph-worker": str(os.getpid())}
-    return None
-
-
-def scaled_service(options: Mapping[str, Any],
-                   make_server: Callable[[Optional[int], Any], IService], *,
-                   argv: Optional[Sequence[str]] = None, reactor: Any = None) -> IService:
-    """A plugin's whole service: ``make_server(fd, bus)`` (see
-    :class:`WorkerGroup`; ``bus`` is a :class:`RedisBusService` with
-    ``--bus``, else None) run by ``options["workers"]`` processes; on stop,
-    the server(s) finish first, then the bus closes. One process and no bus:
-    just the server service, as before there were workers."""
-    if options["workers"] == 1 and options.get("inherit-fd") is None and not options.get("bus"):
-        return make_server(None, None)
-    top = StopInOrder()
-    bus = RedisBusService(options["bus"], reactor) if options.get("bus") else None
-    if bus is not None:
-        bus.setServiceParent(top)
-    WorkerGroup(lambda fd: make_server(fd, bus), workers=options["workers"],
-                inherit_fd=options.get("inherit-fd"), port=options["port"],
-                interface=options["interface"], argv=argv,
-                stop_timeout=options["shutdown-timeout"] + STOP_MARGIN,
-                reactor=reactor).setServiceParent(top)
-    return top
+def __getattr__(name: str) -> Any:
+    """The names that moved out of this module, with a DeprecationWarning."""
+    home: Any
+    if name in _MOVED_TO_SERVER:
+        from twisted_aleph import server
+        home, new_name = server, name
+    elif name in _MOVED_TO_TAP_OPTIONS:
+        from twisted_aleph.tap import options
+        home, new_name = options, name
+    elif name in _MOVED_TO_TAP_SCALING:
+        from twisted_aleph.tap import scaling
+        home, new_name = scaling, name
+    elif name in _MOVED_TO_TAP_HTTP:
+        from twisted_aleph.tap import http
+        home, new_name = http, _MOVED_TO_TAP_HTTP[name]
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"twisted_aleph.workers.{name} moved to {home.__name__}.{new_name}",
+                  DeprecationWarning, stacklevel=2)
+    return getattr(home, new_name)
 
 
 __all__ = [
-    "INHERITED_FD", "listen_shared", "adopt", "family_of", "worker_argv", "WorkerPool",
-    "ParentWatch", "WorkerGroup", "StopInOrder", "RedisBusService", "SCALING_OPTIONS",
-    "BUS_OPTION", "ScalingOptions", "BusOptions", "check_options", "app_factory", "worker_headers", "scaled_service",
+    "INHERITED_FD", "listen_shared", "worker_argv", "WorkerPool", "ParentWatch", "WorkerGroup",
+    "StopInOrder",
 ]

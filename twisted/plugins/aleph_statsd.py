@@ -1,13 +1,11 @@
-"""twistd plugin: ``twistd -n aleph-statsd [--port 10002] [--flush-interval 1]
-[--graphite host:port] [--gc-threshold N]``. The logic lives in :mod:`twisted_aleph.statsd`."""
-
-from __future__ import annotations
+"""twistd plugin: ``twistd -n aleph-statsd``, a statsd server forwarding to
+Graphite (options and service: :mod:`twisted_aleph.tap.statsd`)."""
 
 from twisted.application.service import ServiceMaker
 
 aleph_statsd = ServiceMaker(
     "aleph-statsd",
-    "twisted_aleph.statsd",
+    "twisted_aleph.tap.statsd",
     "A statsd server (Etsy line protocol) with Graphite forwarding.",
     "aleph-statsd",
 )

@@ -15,7 +15,6 @@ thread; ``slow_echo_handler(f)`` runs ``f`` in the thread pool
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
@@ -23,7 +22,7 @@ from twisted.internet.defer import Deferred
 from twisted_aleph import codec, edn, tcp
 from twisted_aleph import deferred as d
 from twisted_aleph import stream as s
-from twisted_aleph.server import Server
+from twisted_aleph.server import Server, load_object
 
 protocol = codec.compile_frame(
     codec.finite_frame("uint32", codec.string("utf-8")),
@@ -154,9 +153,7 @@ def handler_named(spec: str) -> Handler:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"--handler takes inc, echo or module:callable, not {spec!r}")
-    target: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        target = getattr(target, part)
+    target = load_object(spec)
     if not callable(target):
         raise ValueError(f"{spec} is not callable")
     return target

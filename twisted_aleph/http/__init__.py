@@ -11,19 +11,33 @@ routing and error pages are :mod:`.resource`'s; ``BadRequest`` makes a
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 from twisted_aleph.http.client import (
     BodyTooLarge, ConnectionPool, HTTPError, connection_pool, delete, get, head, post, put, request,
 )
 from twisted_aleph.http.resource import RingResource, handler_resource
 from twisted_aleph.http.ring import BadRequest
-from twisted_aleph.http.server import HTTPServerService, load_handler, start_server
+from twisted_aleph.http.server import HTTPServerService, start_server
 from twisted_aleph.http.websocket import (
     NotAWebSocket, closed, websocket_client, websocket_close, websocket_connection,
 )
 
 __all__ = [
     "start_server", "BadRequest", "RingResource", "HTTPServerService", "handler_resource",
-    "load_handler", "connection_pool", "ConnectionPool", "HTTPError", "BodyTooLarge", "request", "get",
+    "connection_pool", "ConnectionPool", "HTTPError", "BodyTooLarge", "request", "get",
     "post", "put", "delete", "head", "websocket_connection", "websocket_client",
     "websocket_close", "closed", "NotAWebSocket",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``load_handler``, now :func:`twisted_aleph.server.load_object` (it is
+    not HTTP's): still found here for one release, with a DeprecationWarning."""
+    if name == "load_handler":
+        from twisted_aleph.server import load_object
+        warnings.warn("twisted_aleph.http.load_handler is deprecated: use "
+                      "twisted_aleph.server.load_object", DeprecationWarning, stacklevel=2)
+        return load_object
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,20 +15,17 @@ whatever is still open after the timeout.
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from klein import Klein
-from twisted.application import service
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from twisted_aleph.http import resource as _resource, ring as _ring
-from twisted_aleph.server import Server, restore_gc, tune_gc
+from twisted_aleph.server import Server, ServerService, adopt, family_of, load_object
 
 log = Logger()
 
@@ -47,7 +44,12 @@ _MOVED = {
 
 
 def __getattr__(name: str) -> Any:
-    """A name in ``_MOVED``, from its new home, with a DeprecationWarning (PEP 562)."""
+    """A name in ``_MOVED``, from its new home, with a DeprecationWarning (PEP 562);
+    ``load_handler`` is now :func:`twisted_aleph.server.load_object` (it is not HTTP's)."""
+    if name == "load_handler":
+        warnings.warn(f"{__name__}.load_handler is deprecated: use "
+                      "twisted_aleph.server.load_object", DeprecationWarning, stacklevel=2)
+        return load_object
     home = _MOVED.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -64,11 +66,12 @@ DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
 
 class AlephSite(Site):
-    """A Site that records its connections on a :class:`Server`.
+    """A Site that records its connections on a :class:`Server`, each with its
+    graceful end (an HTTP connection finishes its response; a WebSocket that
+    took one over says goodbye).
 
     It also knows its live HTTP channels (``channels``) and the WebSocket
-    connections taken over from them (``websockets``), so that a graceful
-    shutdown can finish the one and say goodbye to the other.
+    connections taken over from them (``websockets``).
     ``response_headers`` (``[(name, value)]`` as bytes) are set on every
     response before the route runs (e.g. ``x-aleph-worker``).
     """
@@ -106,7 +109,8 @@ class AlephSite(Site):
 
 
 def _track_connection(protocol: Any, server: Server, channels: Set[Any]) -> None:
-    """Make ``server`` hold the connection's transport while it is open."""
+    """Make ``server`` hold the connection's transport while it is open, with
+    :meth:`_ConnectionTracker.end` as its graceful end."""
     tracker = _ConnectionTracker(protocol, server, channels)
     protocol.makeConnection = tracker.make_connection
     protocol.connectionLost = tracker.connection_lost
@@ -126,7 +130,7 @@ class _ConnectionTracker:
 
     def make_connection(self, transport: Any) -> None:
         self.transport = transport
-        self.server.track(transport)
+        self.server.track(transport, self.end)
         self.channels.add(self.protocol)
         self._make(transport)
 
@@ -135,6 +139,17 @@ class _ConnectionTracker:
         if self.transport is not None:
             self.server.untrack(self.transport)
         self._lost(reason)
+
+    def end(self) -> None:
+        """The connection's graceful end (``Server.close(graceful=True)``): a
+        WebSocket that took it over is told the server is going away (close
+        1001); an HTTP connection finishes the request in flight, then closes."""
+        websocket = getattr(self.protocol, "aleph_websocket", None)
+        if websocket is not None:
+            from twisted_aleph.http.websocket import going_away
+            going_away(websocket)
+        else:
+            _finish_then_close(self.protocol)
 
 
 def _no_keep_alive(request: Any, version: bytes) -> bool:
@@ -148,7 +163,7 @@ def _finish_then_close(channel: Any) -> None:
     request in flight answers it, then closes (``Connection: close``)."""
     channel = getattr(channel, "_channel", channel)  # twisted.web's protocol-switching wrapper
     if channel.transport is None:
-        return  # taken over by a WebSocket: see websocket.going_away
+        return  # taken over by a WebSocket, which ends its own way
     if not channel.requests:
         channel.loseConnection()
         return
@@ -160,51 +175,21 @@ def _finish_then_close(channel: Any) -> None:
 
 
 class HTTPServer(Server):
-    """The :class:`Server` ``start_server`` returns: it can also shut down
-    gracefully (:meth:`shutdown`); ``site`` is its :class:`AlephSite`."""
+    """The :class:`Server` ``start_server`` returns; ``site`` is its
+    :class:`AlephSite`. Its ``close(graceful=True)`` (or :meth:`shutdown`)
+    lets each HTTP connection finish and each WebSocket say goodbye."""
 
     def __init__(self, listening_port: Any, site: AlephSite, reactor: Any = None) -> None:
         super().__init__(listening_port, reactor)
         self.site = site
-        self._shutdown: Optional[Deferred] = None
 
     def shutdown(self, timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> Deferred:
-        """Stop accepting; let the requests in flight finish (each connection
-        closes after its response), close idle keep-alive connections now, send
-        open WebSockets a close frame 1001 (going away); cut whatever is still
-        open after ``timeout`` seconds. Fires once every connection is gone."""
-        if self._shutdown is None:
-            from twisted_aleph.http.websocket import going_away
-            reactor = self._reactor
-            if reactor is None:
-                from twisted.internet import reactor  # type: ignore[no-redef]
-            stopped = self.stop_listening()
-            for channel in list(self.site.channels):
-                _finish_then_close(channel)
-            for websocket in list(self.site.websockets):
-                going_away(websocket)
-            idle = self.when_idle()
-            cutter = reactor.callLater(timeout, self._cut, timeout)
-            done = gatherResults([stopped, idle], consumeErrors=True)
-
-            def finished(result: Any) -> None:
-                if cutter.active():
-                    cutter.cancel()
-                if isinstance(result, Failure):
-                    log.failure("error while shutting down the HTTP server", result)
-            self._shutdown = done.addBoth(finished)
-        d: Deferred = Deferred()
-
-        def tell(result: Any) -> Any:
-            d.callback(None)
-            return result
-        self._shutdown.addBoth(tell)
-        return d
-
-    def _cut(self, timeout: float) -> None:
-        log.warn("{n} connections still open {t} s after shutdown began; cutting them",
-                 n=len(self.connections), t=timeout)
-        self._abort_all()
+        """``close(timeout, graceful=True)``: stop accepting; let the requests
+        in flight finish (each connection closes after its response), close
+        idle keep-alive connections now, send open WebSockets a close frame
+        1001 (going away); cut whatever is still open after ``timeout``
+        seconds. Fires once every connection is gone."""
+        return self.close(timeout, graceful=True)
 
 
 def start_server(handler: Handler, port: int, *, interface: str = "0.0.0.0",
@@ -217,7 +202,7 @@ def start_server(handler: Handler, port: int, *, interface: str = "0.0.0.0",
     any context factory) to serve HTTPS. ``backlog``: connections the kernel
     queues before accepting (Twisted's default of 50 drops bursts). ``fd``:
     serve an already listening socket (a worker's inherited one, see
-    :mod:`twisted_aleph.workers`) instead of binding ``port``.
+    :func:`twisted_aleph.server.adopt`) instead of binding ``port``.
     ``response_headers``: set on every response. Returns an
     :class:`HTTPServer`; its ``close()`` stops listening and drops open
     connections, its ``shutdown(timeout)`` lets them finish first.
@@ -231,8 +216,6 @@ def start_server(handler: Handler, port: int, *, interface: str = "0.0.0.0",
                      response_headers=headers, reactor=reactor)
     if fd is not None:
         from twisted.protocols.tls import TLSMemoryBIOFactory
-
-        from twisted_aleph.workers import adopt, family_of
         factory: Any = site if tls is None else TLSMemoryBIOFactory(tls, False, site)
         listening = adopt(fd, factory, reactor, family_of(interface))
     elif tls is None:
@@ -244,8 +227,8 @@ def start_server(handler: Handler, port: int, *, interface: str = "0.0.0.0",
     return server
 
 
-class HTTPServerService(service.Service):
-    """``start_server`` as a twistd service (the ``aleph-http`` plugin).
+class HTTPServerService(ServerService):
+    """``start_server`` as a twistd service (``twistd aleph-http``).
 
     Stopping it (twistd on SIGTERM) is a graceful :meth:`HTTPServer.shutdown`
     bounded by ``shutdown_timeout``; ``fd`` serves an inherited listening
@@ -257,51 +240,23 @@ class HTTPServerService(service.Service):
                  shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
                  response_headers: Optional[Dict[str, str]] = None,
                  gc_threshold: int = 0, reactor: Any = None) -> None:
+        super().__init__(self._listen, name="aleph-http", interface=interface,
+                         shutdown_timeout=shutdown_timeout, gc_threshold=gc_threshold)
         self.handler = handler
         self.port = port
-        self.interface = interface
         self.tls = tls
         self.fd = fd
-        self.shutdown_timeout = shutdown_timeout
         self.response_headers = response_headers
-        self.gc_threshold = gc_threshold
         self._reactor = reactor
-        self.server: Optional[HTTPServer] = None
-        self._gc_before: Any = None
 
-    def startService(self) -> None:
-        super().startService()
-        self.server = start_server(self.handler, self.port, interface=self.interface,
-                                   tls=self.tls, fd=self.fd, reactor=self._reactor,
-                                   response_headers=self.response_headers)
-        log.info("aleph-http listening on {interface}:{port} (pid {pid})",
-                 interface=self.interface, port=self.server.port, pid=os.getpid())
-        self._gc_before = tune_gc(self.gc_threshold)
-
-    def stopService(self) -> Any:
-        super().stopService()
-        restore_gc(self._gc_before)
-        self._gc_before = None
-        if self.server is not None:
-            server, self.server = self.server, None
-            log.info("aleph-http shutting down: {n} connections open, {t} s to finish",
-                     n=len(server.connections), t=self.shutdown_timeout)
-            return server.shutdown(self.shutdown_timeout)
-        return None
-
-
-def load_handler(spec: str) -> Any:
-    """``"package.module:attr"`` -> that object (the ``--app`` option)."""
-    from twisted.python.reflect import namedAny
-    module, sep, attr = spec.partition(":")
-    if not sep or not module or not attr:
-        raise ValueError(f"expected module:attr, got {spec!r}")
-    return namedAny(f"{module}.{attr}")
+    def _listen(self) -> HTTPServer:
+        return start_server(self.handler, self.port, interface=self.interface, tls=self.tls,
+                            fd=self.fd, reactor=self._reactor,
+                            response_headers=self.response_headers)
 
 
 __all__ = [
     "AlephSite", "HTTPServerService", "HTTPServer",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "start_server",
-    "load_handler",
 ]

@@ -20,7 +20,8 @@ Closing the stream sends a close frame once queued messages are written; the
 peer closing, failing a ping, or vanishing closes it. ``stream.info`` holds
 ``close_code``, ``close_reason`` and ``was_clean`` afterwards. A server's
 graceful shutdown sends every open WebSocket it accepted a close frame 1001,
-going away (:func:`going_away`; the site keeps them in ``site.websockets``).
+going away (:func:`going_away`; the site keeps them in ``site.websockets``,
+and the HTTP protocol a WebSocket took over points to it, ``aleph_websocket``).
 """
 
 from __future__ import annotations
@@ -525,6 +526,9 @@ def _take_over(request: Any, factory: WebSocketServerFactory) -> _ServerProtocol
     else:
         protocol.http_protocol = transport.protocol
         transport.protocol = protocol
+    # How the server ends this connection gracefully from now on: close 1001
+    # (its connection tracker holds the HTTP protocol, see http.server).
+    protocol.http_protocol.aleph_websocket = protocol
     # The HTTP channel was the transport's producer; from now on the WebSocket is.
     transport.unregisterProducer()
     request.aleph_upgraded = True
