@@ -5,11 +5,14 @@ Packaging and architecture checks: what a `pip install` gives a user, and the la
   choose its reactor: twistd, trial and asyncio-reactor users install their own first);
 - the floors rule: a module imports only from its own floor or lower ones (checked with `ast` over the
   source, so an import inside a function counts too);
-- one exception to the floors rule: a deprecated-alias shim, a module-level
+- no import circle among twisted_aleph's modules, counting imports made at import time and those
+  inside functions alike (not those under `if TYPE_CHECKING:`, which never run);
+- only `tap/` (the twistd commands) imports `twisted.python.usage`;
+- one exception to the floors and circles rules: a deprecated-alias shim, a module-level
   `__getattr__` (PEP 562) that warns with DeprecationWarning, may import a name's new home lazily,
   even from a higher floor. It runs only when someone uses an old name (e.g.
   `twisted_aleph.tls.ServerTLSOptions`, now in `tap/`), never when the library runs, and goes away
-  with the alias; any other upward import still fails;
+  with the alias; any other upward or circular import still fails;
 - every source file parses as Python 3.9 (PyPy) and has `from __future__ import annotations` wherever
   it annotates;
 - `twistd --help` lists the aleph-* plugins whose files exist in twisted/plugins/.
@@ -24,7 +27,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Iterator, List, NamedTuple, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 from twisted.trial import unittest
 
@@ -173,6 +176,68 @@ def imported_modules(path: Path, root: Path = ROOT) -> Iterator[Tuple[str, int, 
             yield imp.module + "." + name, imp.line, imp.at_import_time
 
 
+def import_graph(paths: List[Path], root: Path = ROOT) -> Dict[str, Set[str]]:
+    """{twisted_aleph module: the twisted_aleph modules it imports}, at import time or lazily,
+    without deprecated-alias shims. `from package import name` imports package.name when that is a
+    module (Python imports the submodule, whether or not the package has finished importing),
+    else package."""
+    modules = {module_name(p, root) for p in paths}
+
+    def owner(name: str) -> Optional[str]:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: Dict[str, Set[str]] = {m: set() for m in modules}
+    for path in paths:
+        me = module_name(path, root)
+        for imp in imports(path, root):
+            if imp.in_alias_shim:
+                continue
+            targets = [imp.module + "." + n for n in imp.names] if imp.names else [imp.module]
+            for target in targets:
+                found = owner(target) if target.startswith("twisted_aleph") else None
+                if found is not None and found != me:
+                    graph[me].add(found)
+    return graph
+
+
+def import_circles(graph: Dict[str, Set[str]]) -> List[List[str]]:
+    """The import circles of `graph`: its strongly connected components of more than one module
+    (Tarjan's algorithm), each sorted."""
+    index: Dict[str, int] = {}
+    low: Dict[str, int] = {}
+    stack: List[str] = []
+    on_stack: Set[str] = set()
+    circles: List[List[str]] = []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return sorted(circles)
+
+
 def run_python(code: str, timeout: float = 120) -> "subprocess.CompletedProcess[str]":
     """Run code with this interpreter, from the checkout root, seeing the same sys.path."""
     env = dict(os.environ)
@@ -276,8 +341,8 @@ class ImportSideEffectTests(unittest.TestCase):
 
 
 class FloorsTests(unittest.TestCase):
-    """No module imports from a higher floor (demo and tap: nothing in the library imports them);
-    deprecated-alias shims excepted (see the module docstring)."""
+    """No module imports from a higher floor (demo and tap: nothing in the library imports them),
+    and no import runs in a circle; deprecated-alias shims excepted (see the module docstring)."""
 
     def violations(self) -> List[str]:
         found = []
@@ -376,6 +441,42 @@ class FloorsTests(unittest.TestCase):
         )})
         self.assertEqual([imp.in_alias_shim for imp in imports(path, root=tmp)], [False])
 
+    def test_only_tap_parses_command_lines(self) -> None:
+        """Option parsing stays in twisted_aleph.tap: no other library module imports
+        twisted.python.usage (a transport takes plain arguments)."""
+        found = sorted(
+            f"{path.relative_to(ROOT)}:{line}"
+            for path in source_files(PACKAGE)
+            if floor_name(module_name(path)) != "tap"
+            for target, line, _ in imported_modules(path)
+            if target == "twisted.python.usage" or target.startswith("twisted.python.usage.")
+        )
+        self.assertEqual(found, [])
+        self.assertTrue(any(target == "twisted.python.usage"
+                            for target, _, _ in imported_modules(PACKAGE / "tap" / "tcp.py")))
+
+    def test_no_import_circle(self) -> None:
+        """No twisted_aleph module imports, even lazily, one that imports it back."""
+        self.assertEqual(import_circles(import_graph(list(source_files(PACKAGE)))), [])
+
+    def test_circle_checker_sees_lazy_circles_only(self) -> None:
+        """A circle closed by a lazy import is found; one through an alias shim or a
+        TYPE_CHECKING import is not; `from package import submodule` leads to the submodule."""
+        tmp, paths = self.write_package({
+            "a.py": "from twisted_aleph import b\n",
+            "b.py": "def f():\n    from twisted_aleph.a import x\n",
+            "c.py": ("import warnings\nfrom typing import TYPE_CHECKING\n"
+                     "if TYPE_CHECKING:\n    from twisted_aleph import d\n"
+                     "def __getattr__(name):\n    from twisted_aleph import d\n"
+                     "    warnings.warn('moved', DeprecationWarning)\n"),
+            "d.py": "from twisted_aleph.c import y\n",
+        })
+        graph = import_graph(paths, root=tmp)
+        self.assertEqual(graph["twisted_aleph.a"], {"twisted_aleph.b"})
+        self.assertEqual(graph["twisted_aleph.c"], set())
+        self.assertEqual(import_circles(graph), [["twisted_aleph.a", "twisted_aleph.b"]])
+
+
 class SourceCompatibilityTests(unittest.TestCase):
     """Every line must run on Python 3.9 (PyPy) as well as 3.11."""
 
@@ -459,6 +560,26 @@ class TwistdPluginTests(unittest.TestCase):
             self.assertEqual(
                 result.returncode, 0, f"{module}:\n{result.stdout}{result.stderr[-3000:]}"
             )
+
+    def test_plugin_files_are_one_service_maker_each(self) -> None:
+        """A plugin file is one ServiceMaker naming a twisted_aleph.tap module (Twisted's pattern:
+        twisted/plugins/twisted_web.py); the options and the service live in that module."""
+        present = existing_plugins()
+        if not present:
+            raise unittest.SkipTest("no aleph_*.py plugin file exists yet in twisted/plugins/")
+        for filename, command in sorted(present.items()):
+            tree = ast.parse((PLUGINS / filename).read_text(encoding="utf-8"))
+            body = [n for n in tree.body if not isinstance(n, (ast.Import, ast.ImportFrom))]
+            self.assertTrue(ast.get_docstring(tree), filename)
+            self.assertEqual(len(body), 2, f"{filename}: a docstring and one ServiceMaker")
+            call = getattr(body[1], "value", None)
+            self.assertIsInstance(call, ast.Call, filename)
+            assert isinstance(call, ast.Call)
+            self.assertEqual(ast.unparse(call.func), "ServiceMaker", filename)
+            name, module, _, tapname = [ast.literal_eval(a) for a in call.args]
+            self.assertEqual((name, tapname), (command, command))
+            self.assertTrue(module.startswith("twisted_aleph.tap."), module)
+            self.assertTrue((ROOT / (module.replace(".", "/") + ".py")).exists(), module)
 
     def test_plugin_listed_parser(self) -> None:
         text = "Commands:\n    aleph-http       HTTP server\n    web              A web server\n"
