@@ -26,6 +26,7 @@ from twisted_aleph.tap import options as tap_options
 from twisted_aleph.tap import scaling
 from twisted_aleph.tap import statsd as tap_statsd
 from twisted_aleph.tap import tcp as tap_tcp
+from twisted_aleph.redisbus import RedisEventBus, RedisUnavailable
 from twisted_aleph.workers import WorkerGroup
 
 
@@ -82,13 +83,22 @@ class ScalingOptionTests(unittest.TestCase):
         top = scaling.scaled_service(self.options(bus="redis://127.0.0.1:1"),
                                      lambda fd, bus: made.append((fd, bus)) or Service())
         bus_service, group = list(top)
-        self.assertIsInstance(bus_service, scaling.RedisBusService)
+        self.assertIsInstance(bus_service, RedisEventBus)
+        self.assertFalse(bus_service.running)  # connects when the service starts
         self.assertIsInstance(group, WorkerGroup)
         self.assertEqual(made, [])  # built when the service starts
         group.privilegedStartService()
         self.assertEqual(made, [(None, bus_service)])
-        self.assertRaises(RuntimeError, bus_service.subscribe, "room")  # not started
         self.assertFalse(bus_service.is_active("room"))
+        self.failureResultOf(bus_service.publish("room", "hi"), RedisUnavailable)  # not started
+
+    def test_redis_bus_service_is_a_deprecated_bus(self) -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            bus = scaling.RedisBusService("redis://127.0.0.1:1")
+        self.assertIsInstance(bus, RedisEventBus)
+        self.assertFalse(bus.running)
+        self.assertEqual([w.category for w in caught], [DeprecationWarning])
 
 
 # (old module, old name, new home, new name): every name that moved in the

@@ -216,6 +216,7 @@ class RedisEventBus(Service):
         self.reactor = reactor
         address = parse_pubsub_url(url)
         self.password, self.username = address.password, address.username
+        self.address = f"{address.host}:{address.port}"
         self.buffer_size = buffer_size
         self.dropped = 0
         self._topics: Dict[Hashable, List[Stream]] = {}
@@ -382,6 +383,7 @@ class RedisEventBus(Service):
 
     def _connected(self, p: RedisProtocol) -> None:
         self._sub_protocol = p
+        log.info("event bus on Redis at {address}", address=self.address)
         if self._channels:
             self._sub_command("SUBSCRIBE", *self._channels)
 
