@@ -13,6 +13,10 @@ Packaging and architecture checks: what a `pip install` gives a user, and the la
   even from a higher floor. It runs only when someone uses an old name (e.g.
   `twisted_aleph.tls.ServerTLSOptions`, now in `tap/`), never when the library runs, and goes away
   with the alias; any other upward or circular import still fails;
+- transports and faces build on streams through `twisted_aleph.stream` (the facade) and
+  `twisted_aleph.stream.core` (the interface for implementers) only, never through the modules
+  behind them (`default`, `graph`, `operators`...), as Manifold's transports build on
+  `manifold.stream.core`;
 - every source file parses as Python 3.9 (PyPy) and has `from __future__ import annotations` wherever
   it annotates;
 - `twistd --help` lists the aleph-* plugins whose files exist in twisted/plugins/.
@@ -69,6 +73,9 @@ FLOORS: Dict[str, float] = {
 ALLOWED_LAZY_UP: Dict[str, Tuple[str, ...]] = {
     "codec": ("stream",),
 }
+
+# Outside it, modules use only its facade and `core` (see StreamInterfaceTests).
+STREAM_PACKAGE = "twisted_aleph.stream"
 
 PLUGIN_NAMES = {
     "aleph_tcp.py": "aleph-tcp",
@@ -236,6 +243,35 @@ def import_circles(graph: Dict[str, Set[str]]) -> List[List[str]]:
         if v not in index:
             connect(v)
     return sorted(circles)
+
+
+def stream_internals() -> Set[str]:
+    """The stream package's modules behind its facade and its core."""
+    return {p.stem for p in (PACKAGE / "stream").glob("*.py")} - {"__init__", "core"}
+
+
+def stream_internal_uses(path: Path, root: Path = ROOT) -> List[Tuple[str, int]]:
+    """(what, line) for each use of the stream package's internals in ``path``: an import of
+    ``twisted_aleph.stream.<internal>`` (or of ``<internal>`` from ``twisted_aleph.stream``), or an
+    attribute ``<stream>.<internal>`` on a name the module bound to ``twisted_aleph.stream``."""
+    internals = stream_internals()
+    found = []
+    for target, line, _ in imported_modules(path, root):
+        if target.startswith(STREAM_PACKAGE + "."):
+            if target.split(".")[2] in internals:
+                found.append((target, line))
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "twisted_aleph" and node.level == 0:
+            names.update(a.asname or a.name for a in node.names if a.name == "stream")
+        elif isinstance(node, ast.Import):
+            names.update(a.asname for a in node.names if a.name == STREAM_PACKAGE and a.asname)
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr in internals
+                and isinstance(node.value, ast.Name) and node.value.id in names):
+            found.append((f"{node.value.id}.{node.attr}", node.lineno))
+    return found
 
 
 def run_python(code: str, timeout: float = 120) -> "subprocess.CompletedProcess[str]":
@@ -475,6 +511,50 @@ class FloorsTests(unittest.TestCase):
         self.assertEqual(graph["twisted_aleph.a"], {"twisted_aleph.b"})
         self.assertEqual(graph["twisted_aleph.c"], set())
         self.assertEqual(import_circles(graph), [["twisted_aleph.a", "twisted_aleph.b"]])
+
+
+class StreamInterfaceTests(unittest.TestCase):
+    """Outside the stream package, code builds on `stream` and `stream.core` only (Manifold's
+    transports build on `manifold.stream.core`, never on `stream.default` or `stream.graph`)."""
+
+    roots = (PACKAGE, PLUGINS, ROOT / "examples", ROOT / "bench")
+
+    def test_no_module_outside_the_stream_package_uses_its_internals(self) -> None:
+        found = []
+        for path in source_files(*self.roots):
+            if (PACKAGE / "stream") in path.parents:
+                continue
+            for what, line in stream_internal_uses(path):
+                found.append(f"{path.relative_to(ROOT)}:{line}: {what}")
+        self.assertEqual(found, [], "use twisted_aleph.stream or twisted_aleph.stream.core")
+
+    def test_check_sees_every_way_in(self) -> None:
+        tmp = Path(self.mktemp())
+        (tmp / "twisted_aleph").mkdir(parents=True)
+        sample = tmp / "twisted_aleph" / "sample.py"
+        sample.write_text(
+            "from twisted_aleph import stream as s\n"
+            "from twisted_aleph.stream import Stream, map, core\n"
+            "from twisted_aleph.stream.core import Edge, attach\n"
+            "from twisted_aleph.stream.default import Stream as S\n"
+            "from twisted_aleph.stream import graph\n"
+            "import twisted_aleph.stream.operators\n"
+            "def f():\n"
+            "    from .stream.xforms import Reducer\n"
+            "    return s.default.Stream, s.graph, s.Stream, s.core.Edge\n",
+            encoding="utf-8")
+        lines = sorted({line for _, line in stream_internal_uses(sample, root=tmp)})
+        self.assertEqual(lines, [4, 5, 6, 8, 9])
+        what = [w for w, line in stream_internal_uses(sample, root=tmp) if line == 9]
+        self.assertEqual(sorted(what), ["s.default", "s.graph"])
+
+    def test_core_is_an_interface_not_a_forwarder(self) -> None:
+        """stream/core.py defines what implementers use; the other modules import it from there."""
+        from twisted_aleph.stream import core, default, graph
+        for name in ("Edge", "Closeable", "attach", "release", "offer_all"):
+            self.assertEqual(getattr(core, name).__module__, "twisted_aleph.stream.core", name)
+        self.assertIs(default.Edge, core.Edge)
+        self.assertIs(graph.attach, core.attach)
 
 
 class SourceCompatibilityTests(unittest.TestCase):

@@ -866,7 +866,7 @@ class HotPathTests(unittest.TestCase):
 
 
 class EdgeProtocolTests(unittest.TestCase):
-    """The Edge contract that transports rely on (``graph.attach``)."""
+    """The Edge contract that transports rely on (``stream.core.attach``)."""
 
     class Recorder(s.Edge):
         def __init__(self) -> None:
@@ -883,7 +883,7 @@ class EdgeProtocolTests(unittest.TestCase):
             self.drained = True
 
     def test_deferred_answer_pauses_until_fired(self) -> None:
-        from twisted_aleph.stream.graph import attach
+        from twisted_aleph.stream.core import attach
         src, edge = s.Stream(), self.Recorder()
         wait: Deferred = Deferred()
         edge.answers.append(wait)
@@ -901,7 +901,7 @@ class EdgeProtocolTests(unittest.TestCase):
         self.assertTrue(src.is_drained)
 
     def test_deferred_false_answer_detaches_the_edge(self) -> None:
-        from twisted_aleph.stream.graph import attach
+        from twisted_aleph.stream.core import attach
         src, edge = s.Stream(3), self.Recorder()
         wait: Deferred = Deferred()
         edge.answers.append(wait)
@@ -912,8 +912,14 @@ class EdgeProtocolTests(unittest.TestCase):
         self.assertEqual(edge.got, [1])
         self.assertEqual(self.successResultOf(src.take()), 2)  # left in src
 
+    def test_attach_takes_a_source_only(self) -> None:
+        """Coercion is the facade's job (connect, map...); core.attach refuses a list."""
+        from twisted_aleph.stream.core import attach
+        e = self.assertRaises(TypeError, attach, [1, 2], self.Recorder())
+        self.assertIn("to_source", str(e))
+
     def test_raising_edge_is_detached_and_logged(self) -> None:
-        from twisted_aleph.stream.graph import attach
+        from twisted_aleph.stream.core import attach
         src, edge = s.Stream(3), self.Recorder()
         edge.deliver = lambda msg: 1 // 0  # type: ignore[assignment]
         attach(src, edge)
@@ -1070,6 +1076,11 @@ class CoercedSourceTests(unittest.TestCase):
         self.assertEqual(self.successResultOf(s.reduce(lambda a, x: a + x, 0, [1, 2])), 3)
         self.assertEqual(collect(self, s.batch(2, None, [1, 2, 3], clock=task.Clock())),
                          [[1, 2], [3]])
+        self.assertEqual(collect(self, s.transform(s.take(2), [1, 2, 3])), [1, 2])
+        self.assertEqual(collect(self, s.buffer(2, [1, 2])), [1, 2])
+        dst = s.Stream(2)
+        s.connect_via([1, 2], dst.offer, dst)
+        self.assertEqual(collect(self, dst), [1, 2])
         got: List[Any] = []
         self.assertIs(self.successResultOf(s.consume(got.append, (x for x in "ab"))), True)
         self.assertEqual(got, ["a", "b"])

@@ -30,8 +30,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from twisted_aleph.stream import Stream, map as stream_map, reduce as stream_reduce
-from twisted_aleph.stream import to_source, transform
-from twisted_aleph.stream.xforms import Reduced, Reducer
+from twisted_aleph.stream import Reduced, Reducer, connect, to_source, transform
 
 __all__ = ["to_bytes", "to_string", "to_line_seq", "to_byte_stream",
            "LineSplitter", "LineTooLong", "DEFAULT_CHUNK_SIZE", "DEFAULT_MAX_LINE_LENGTH"]
@@ -336,11 +335,9 @@ def to_byte_stream(x: Any, chunk_size: int = DEFAULT_CHUNK_SIZE,
         out = Stream(description="to_byte_stream")
 
         def convert(value: Any) -> None:
-            from twisted_aleph.stream import connect
             connect(to_byte_stream(value, chunk_size, encoding), out)
 
         def failed(f: Any) -> None:
-            from twisted_aleph.stream.default import log
             log.failure("to_byte_stream: Deferred failed; closing", f)
             out.close()
 

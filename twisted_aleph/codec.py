@@ -424,7 +424,7 @@ def decode_stream(source: Any, codec: Any,
     still ends the stream.
     """
     from twisted_aleph.stream import Stream, to_source
-    from twisted_aleph.stream.graph import attach
+    from twisted_aleph.stream.core import attach
 
     source = to_source(source)
     out = Stream(description="decode_stream")
@@ -444,8 +444,7 @@ def _decode_edge_class() -> type:
         return _DECODE_EDGE[0]
     from twisted.logger import Logger
 
-    from twisted_aleph.stream.default import Edge
-    from twisted_aleph.stream.graph import offer_all
+    from twisted_aleph.stream.core import Edge, offer_all
 
     log = Logger(namespace="twisted_aleph.codec")
 

@@ -66,8 +66,7 @@ from twisted_aleph.codec import encode as encode_frame
 from twisted_aleph.server import Server, ServerService, adopt, family_of
 from twisted_aleph.stream import SplicedStream, Stream, connect, splice
 from twisted_aleph.stream import map as stream_map
-from twisted_aleph.stream.default import Edge, Offered
-from twisted_aleph.stream.graph import attach
+from twisted_aleph.stream.core import Edge, Offered, attach
 from twisted_aleph.tls import TLSError, connection_creator, tls_error_in
 
 log = Logger()

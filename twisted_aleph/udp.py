@@ -40,7 +40,7 @@ from twisted.python.failure import Failure
 
 from twisted_aleph.peerlog import LogThrottle
 from twisted_aleph.stream import SplicedStream, Stream
-from twisted_aleph.stream.default import Closeable
+from twisted_aleph.stream.core import Closeable
 
 log = Logger()
 

@@ -2,7 +2,7 @@
 
 * :class:`StreamProducer` writes a source stream into any ``IConsumer`` (a
   server's ``Request``, a client request's body consumer). It is an
-  ``IPushProducer`` *and* a stream :class:`~twisted_aleph.stream.Edge`: when
+  ``IPushProducer`` *and* a stream :class:`~twisted_aleph.stream.core.Edge`: when
   the transport's send buffer fills, ``pauseProducing`` makes ``deliver``
   answer a pending Deferred, which blocks the source stream (its ``offer``
   then returns a Deferred too). Memory stays bounded by the transport's
@@ -37,9 +37,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
 from twisted_aleph import stream
-from twisted_aleph.stream import Edge
-from twisted_aleph.stream.default import Offered
-from twisted_aleph.stream.graph import attach
+from twisted_aleph.stream.core import Edge, Offered, attach
 
 log = Logger()
 

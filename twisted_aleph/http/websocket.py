@@ -47,8 +47,8 @@ from twisted.python.failure import Failure
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 
-from twisted_aleph.stream import Edge, SplicedStream, Stream
-from twisted_aleph.stream.graph import attach
+from twisted_aleph.stream import SplicedStream, Stream
+from twisted_aleph.stream.core import Edge, attach
 from twisted_aleph.tls import TLSError, connection_creator, tls_error_in
 
 log = Logger()

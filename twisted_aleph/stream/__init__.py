@@ -2,13 +2,16 @@
 
 The facade: ``from twisted_aleph import stream as s`` then ``s.Stream()``,
 ``s.connect(a, b)``, ``s.map(f, src)``, ``s.transform(s.take(3), src)``...
-The buffered stream lives in ``default``, the connection graph in ``graph``,
-the operators in ``operators``, transducer stages in ``xforms`` and
-coercions in ``coerce``.
+Transports and other implementers build on ``core`` (sinks, sources, edges:
+Manifold's ``stream/core``) and this facade, never on the modules behind it:
+the buffered stream lives in ``default``, the connection graph in ``graph``,
+the operators in ``operators``, transducer stages in ``xforms``, coercions
+in ``coerce``.
 """
 
 from twisted_aleph.stream.coerce import stream_of, to_blocking_iter, to_source
-from twisted_aleph.stream.default import NOTHING, Edge, Stream
+from twisted_aleph.stream.core import Edge
+from twisted_aleph.stream.default import NOTHING, Stream
 from twisted_aleph.stream.graph import (
     SplicedStream, connect, connect_via, splice,
 )
@@ -17,7 +20,7 @@ from twisted_aleph.stream.operators import (
     transform, zip_streams,
 )
 from twisted_aleph.stream.xforms import (
-    Reduced, comp, dedupe, drop, drop_while, partition, partition_all,
+    Reduced, Reducer, comp, dedupe, drop, drop_while, partition, partition_all,
     partition_by, take, take_while,
 )
 
@@ -27,7 +30,7 @@ __all__ = [
     "NOTHING", "Edge", "Stream", "SplicedStream", "splice", "connect",
     "connect_via", "map", "filter", "mapcat", "transform", "buffer", "batch",
     "consume", "reduce", "put_all", "periodically", "zip_streams", "to_source",
-    "to_blocking_iter", "stream_to_seq", "stream_of", "Reduced", "comp",
-    "take", "drop", "take_while", "drop_while", "partition", "partition_all",
-    "partition_by", "dedupe",
+    "to_blocking_iter", "stream_to_seq", "stream_of", "Reduced", "Reducer",
+    "comp", "take", "drop", "take_while", "drop_while", "partition",
+    "partition_all", "partition_by", "dedupe",
 ]

@@ -9,8 +9,9 @@ A source is consumed one of two ways, never both at once:
 
 * pull: ``take()`` returns a Deferred of the next message;
 * push: :func:`twisted_aleph.stream.graph.connect` and friends attach an
-  :class:`Edge`, and messages are handed to it synchronously as they arrive,
-  waiting whenever the edge answers with a Deferred.
+  :class:`~twisted_aleph.stream.core.Edge`, and messages are handed to it
+  synchronously as they arrive, waiting whenever the edge answers with a
+  Deferred.
 
 Push delivery is a loop, not recursion, so a million synchronous messages
 never grow the stack. The hot path (``offer`` on a stream whose consumer is
@@ -20,10 +21,12 @@ keeping up) allocates no Deferred.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Deque, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, List, Tuple
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+
+from twisted_aleph.stream.core import Closeable, Edge, Offered, run_callback
 
 log = Logger()
 
@@ -39,86 +42,9 @@ class _Nothing:
 
 NOTHING: Any = _Nothing()
 
-#: what :meth:`Stream.offer` answers: accepted now, refused (closed), or later.
-Offered = Union[bool, Deferred]
-
-
-class Edge:
-    """A push consumer attached to a source, made by ``connect`` and its kin.
-
-    ``deliver(msg)`` answers True (accepted, keep going), False (this edge is
-    finished: detach it), or a Deferred firing True/False (accepted; wait for
-    it before the next message). ``source_drained()`` is told when the source
-    has nothing more to give.
-    """
-
-    __slots__ = ("source", "sink", "upstream", "description")
-
-    def __init__(self, sink: Any = None, upstream: bool = False,
-                 description: str = "") -> None:
-        self.source: Optional[Stream] = None
-        self.sink = sink
-        self.upstream = upstream
-        self.description = description
-
-    def deliver(self, msg: Any) -> Offered:
-        raise NotImplementedError
-
-    def source_drained(self) -> None:
-        """The source is drained; by default nothing more to do."""
-
-    def detach(self) -> None:
-        """Stop receiving from the source (and close it, if ``upstream``)."""
-        source = self.source
-        if source is not None:
-            source._remove_edge(self)
-
-
 _EMPTY: Any = ()  # stands for an empty queue until the first append
 #: pending takes between two sweeps of the ones realized from outside
 _PRUNE_TAKERS_EVERY = 64
-
-
-class Closeable:
-    """The closing every sink shares (Manifold's ``close``/``on-closed``):
-    closed once, ``on_closed`` callbacks run once (an error in one is
-    logged), and forgettable, so a sink fed by many short-lived sources does
-    not keep their edges. Subclasses set ``_closed = False`` and
-    ``_on_closed = []`` in ``__init__`` and call :meth:`_mark_closed`."""
-
-    __slots__ = ("_closed", "_on_closed")
-
-    _closed: bool
-    _on_closed: List[Callable[[], Any]]
-
-    def _mark_closed(self) -> bool:
-        """Mark closed and run the on_closed callbacks; False if it already was."""
-        if self._closed:
-            return False
-        self._closed = True
-        callbacks, self._on_closed = self._on_closed, []
-        for cb in callbacks:
-            run_callback(cb)
-        return True
-
-    @property
-    def is_closed(self) -> bool:
-        """Whether ``close()`` was called: no more puts are accepted."""
-        return self._closed
-
-    def on_closed(self, callback: Callable[[], Any]) -> None:
-        """Call ``callback()`` once closed (now, if it is)."""
-        if self._closed:
-            run_callback(callback)
-        else:
-            self._on_closed.append(callback)
-
-    def _forget_on_closed(self, callback: Callable[[], Any]) -> None:
-        """Drop a callback registered with :meth:`on_closed`, if still there."""
-        try:
-            self._on_closed.remove(callback)
-        except ValueError:
-            pass
 
 
 class Stream(Closeable):
@@ -499,15 +425,6 @@ def _accepted(put: Deferred) -> None:
     its message was still queued, and is delivered."""
     if not put.called:
         put.callback(True)
-
-
-def run_callback(cb: Callable[[], Any]) -> None:
-    """Call a close/drain callback; an error in it is logged, never raised
-    into the code that closed the stream."""
-    try:
-        cb()
-    except Exception:
-        log.failure("error in stream callback {cb!r}", cb=cb)
 
 
 def _withdraw_after(d: Deferred, timeout: float, value: Any, clock: Any,

@@ -1,6 +1,7 @@
 """The connection graph: who feeds whom, and how closing propagates.
 
-``connect(src, dst)`` attaches a push :class:`Edge` to ``src``. Propagation
+``connect(src, dst)`` attaches a push :class:`~twisted_aleph.stream.core.Edge`
+to ``src`` (:func:`~twisted_aleph.stream.core.attach`). Propagation
 follows Manifold:
 
 * downstream: when ``src`` is drained, ``dst`` is closed (``downstream=True``);
@@ -17,12 +18,13 @@ stream, takes come from another.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred
 
 from twisted_aleph.stream.coerce import to_source
-from twisted_aleph.stream.default import Edge, Offered, log
+from twisted_aleph.stream.core import Edge, Offered, attach
+from twisted_aleph.stream.default import log
 
 
 class SplicedStream:
@@ -97,37 +99,6 @@ def splice(sink: Any, source: Any) -> SplicedStream:
     return SplicedStream(sink, source)
 
 
-def attach(src: Any, edge: Edge) -> None:
-    """Start pushing ``src``'s messages into ``edge``; detach when its sink closes.
-
-    A ``src`` that is not a stream (a list, a generator...) is coerced with
-    :func:`to_source` first, as Manifold's ``connect`` does with ``->source``.
-    """
-    if not hasattr(src, "_add_edge"):
-        src = to_source(src)
-    sink = edge.sink
-    if sink is not None:
-        if sink.is_closed:
-            if edge.upstream or not src.downstream:
-                src.close()
-            return
-        sink.on_closed(edge.detach)
-    src._add_edge(edge)
-
-
-def release(edge: Edge) -> None:
-    """Detach ``edge`` without closing its source, whatever edges remain.
-
-    For consumers that stop taking but leave the rest of the source to
-    others (Manifold's ``reduce``, which pulls with ``take!``): unlike
-    :meth:`Edge.detach`, the source is not closed when this was its last
-    edge. Safe to call from the edge's own ``deliver``.
-    """
-    source = edge.source
-    if source is not None:
-        source._remove_edge(edge, close_if_last=False)
-
-
 class SinkEdge(Edge):
     """Feeds each message, unchanged, into a sink."""
 
@@ -150,8 +121,12 @@ class SinkEdge(Edge):
 
 def connect(src: Any, dst: Any, downstream: bool = True, upstream: bool = False,
             description: str = "connect") -> None:
-    """Feed every message of ``src`` into ``dst``, honouring dst's backpressure."""
-    attach(src, SinkEdge(dst, downstream, upstream, description))
+    """Feed every message of ``src`` into ``dst``, honouring dst's backpressure.
+
+    ``src`` may be anything :func:`to_source` takes (a list, a generator, a
+    Deferred...), as Manifold's ``connect`` takes anything ``->source`` does.
+    """
+    attach(to_source(src), SinkEdge(dst, downstream, upstream, description))
 
 
 class MapEdge(Edge):
@@ -211,45 +186,4 @@ class CallbackEdge(Edge):
 def connect_via(src: Any, fn: Callable[[Any], Offered], dst: Any,
                 description: str = "connect_via") -> None:
     """Feed ``src`` into ``dst`` through ``fn``, which does the putting."""
-    attach(src, CallbackEdge(fn, dst, description))
-
-
-def offer_all(sink: Any, items: Iterable[Any]) -> Offered:
-    """Offer items in order, waiting on backpressure; True/False or a Deferred.
-
-    An error from ``items`` before the first wait is raised here; after it,
-    the returned Deferred fails with it (as it does if a put fails).
-    """
-    it = iter(items)
-    for msg in it:
-        r = sink.offer(msg)
-        if r is True:
-            continue
-        if r is False:
-            return False
-        done: Deferred = Deferred()
-        r.addCallbacks(_offer_rest, done.errback, callbackArgs=(sink, it, done))
-        return done
-    return True
-
-
-def _offer_rest(ok: bool, sink: Any, it: Iterator[Any], done: Deferred) -> None:
-    """Resume :func:`offer_all` once a put was accepted; realize ``done``."""
-    if not ok:
-        done.callback(False)
-        return
-    result = True
-    try:
-        for msg in it:
-            r = sink.offer(msg)
-            if r is True:
-                continue
-            if r is False:
-                result = False
-                break
-            r.addCallbacks(_offer_rest, done.errback, callbackArgs=(sink, it, done))
-            return
-    except Exception:
-        done.errback()
-        return
-    done.callback(result)
+    attach(to_source(src), CallbackEdge(fn, dst, description))

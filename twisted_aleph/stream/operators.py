@@ -16,10 +16,9 @@ from twisted.python.failure import Failure
 
 from twisted_aleph.stream import xforms
 from twisted_aleph.stream.coerce import to_source
-from twisted_aleph.stream.default import Edge, Offered, Stream, log
-from twisted_aleph.stream.graph import (
-    MapEdge, SinkEdge, attach, connect, connect_via, offer_all, release,
-)
+from twisted_aleph.stream.core import Edge, Offered, attach, offer_all, release
+from twisted_aleph.stream.default import Stream, log
+from twisted_aleph.stream.graph import MapEdge, SinkEdge, connect, connect_via
 
 
 _DRAINED = object()
@@ -39,7 +38,7 @@ def map(f: Callable[..., Any], *sources: Any) -> Stream:  # noqa: A001
     if len(sources) != 1:
         return map(lambda args: f(*args), zip_streams(*sources))
     dst = Stream(description="map")
-    attach(sources[0], MapEdge(f, dst))
+    attach(to_source(sources[0]), MapEdge(f, dst))
     return dst
 
 
@@ -130,14 +129,14 @@ class _TransformEdge(Edge):
 def transform(stage: xforms.Stage, src: Any, buffer_size: int = 0) -> Stream:
     """Run ``src`` through a transducer-like stage (``xforms.take(10)``...)."""
     dst = Stream(buffer_size, description="transform")
-    attach(src, _TransformEdge(stage, dst))
+    attach(to_source(src), _TransformEdge(stage, dst))
     return dst
 
 
 def buffer(n: int, src: Any) -> Stream:
     """A view of ``src`` that accepts ``n`` messages ahead of its consumer."""
     dst = Stream(n, description="buffer")
-    attach(src, SinkEdge(dst, downstream=True, upstream=False, description="buffer"))
+    attach(to_source(src), SinkEdge(dst, downstream=True, upstream=False, description="buffer"))
     return dst
 
 
@@ -213,7 +212,7 @@ def batch(max_size: int, max_latency: Optional[float], src: Any,
     if clock is None:
         from twisted.internet import reactor as clock  # type: ignore[no-redef]
     dst = Stream(description="batch")
-    attach(src, _BatchEdge(dst, max_size, max_latency, clock))
+    attach(to_source(src), _BatchEdge(dst, max_size, max_latency, clock))
     return dst
 
 
@@ -259,7 +258,7 @@ def consume(fn: Callable[[Any], Any], src: Any) -> Deferred:
     source is closed and the returned Deferred fails with that error.
     """
     done: Deferred = Deferred()
-    attach(src, _ConsumeEdge(fn, done))
+    attach(to_source(src), _ConsumeEdge(fn, done))
     return done
 
 
@@ -304,7 +303,7 @@ def reduce(f: Callable[[Any, Any], Any], init: Any, src: Any) -> Deferred:
     Deferred fails with that error.
     """
     done: Deferred = Deferred()
-    attach(src, _ReduceEdge(f, init, done))
+    attach(to_source(src), _ReduceEdge(f, init, done))
     return done
 
 
