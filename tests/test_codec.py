@@ -1,4 +1,5 @@
-"""Tests for twisted_aleph.codec: frames, the incremental Decoder, decode_stream."""
+"""Tests for twisted_aleph.codec (frames, the incremental Decoder) and the stream side of
+framing, twisted_aleph.stream.decode_stream."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from typing import Any, List
 
 from hypothesis import given, settings
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from twisted_aleph import codec as c
-from twisted_aleph.stream import Stream, stream_of
+from twisted_aleph.stream import Stream, decode_stream, stream_of
 
 PREFIXES = ["uint8", "uint16", "uint32", "uint64"]
 UTF8 = c.string("utf-8")
@@ -308,6 +310,147 @@ class DecoderTests(unittest.TestCase):
         self.assertEqual(got, [text, "tail"])
 
 
+class FeedIntoTests(unittest.TestCase):
+    """Decoder.feed_into: each value handed over as it is decoded, stopping on a hold."""
+
+    HOLD = object()
+
+    def test_values_in_order_and_none_when_done(self) -> None:
+        codec = frame()
+        got: List[Any] = []
+        decoder = c.Decoder(codec)
+        data = b"".join(c.encode(codec, v) for v in "abc")
+        self.assertIsNone(decoder.feed_into(data[:-1], got.append))
+        self.assertEqual(got, ["a", "b"])
+        self.assertIsNone(decoder.feed_into(data[-1:], lambda v: got.append(v) or True))
+        self.assertEqual(got, ["a", "b", "c"])
+        self.assertEqual(decoder.buffered, 0)
+
+    @settings(max_examples=100, deadline=None)
+    @given(values=st.lists(st.text(max_size=8), max_size=12),
+           cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=12),
+           holds=st.sets(st.integers(min_value=0, max_value=11)))
+    def test_a_hold_stops_after_that_frame_under_any_chunking(
+            self, values: List[str], cuts: List[int], holds: Any) -> None:
+        """Frame i answered with a hold: nothing after it is decoded until fed again."""
+        codec = frame("uint16")
+        data = b"".join(c.encode(codec, v) for v in values)
+        decoder = c.Decoder(codec)
+        got: List[Any] = []
+
+        def emit(value: Any) -> Any:
+            got.append(value)
+            return self.HOLD if len(got) - 1 in holds else True
+
+        for chunk in chunked(data, cuts):
+            before = len(got)
+            r = decoder.feed_into(chunk, emit)
+            while r is not None:
+                self.assertIs(r, self.HOLD)
+                self.assertIn(len(got) - 1, holds)
+                before = len(got)
+                r = decoder.feed_into(b"", emit)
+            self.assertGreaterEqual(len(got), before)
+        self.assertEqual(got, values)
+        self.assertEqual(decoder.buffered, 0)
+
+    def test_bytes_held_while_behind_are_decoded_on_the_next_feed(self) -> None:
+        codec = frame()
+        decoder = c.Decoder(codec)
+        got: List[Any] = []
+        decoder.hold(c.encode(codec, "x")[:3])
+        decoder.hold(bytearray(c.encode(codec, "x")[3:] + c.encode(codec, "y")))
+        self.assertEqual(got, [])              # held, not parsed
+        self.assertEqual(decoder.buffered, 10)
+        self.assertIsNone(decoder.feed_into(b"", got.append))
+        self.assertEqual(got, ["x", "y"])
+
+    def test_errors_after_the_values_before_them(self) -> None:
+        codec = frame("uint8")
+        decoder = c.Decoder(codec, max_length=3)
+        got: List[Any] = []
+        e = self.assertRaises(c.DecodeError, decoder.feed_into,
+                              b"\x01a\x01\xff\x01b\x09", got.append)
+        self.assertEqual((got, e.frame), (["a"], b"\xff"))
+        # the rest of that chunk: "b", then a prefix over the maximum
+        e2 = self.assertRaises(c.FrameTooLong, decoder.feed_into, b"", got.append)
+        self.assertEqual((got, e2.length), (["a", "b"], 9))
+        self.assertRaises(c.FrameTooLong, decoder.feed_into, b"\x01c", got.append)
+        self.assertEqual(got, ["a", "b"])
+        decoder.hold(b"more")                   # a failed decoder keeps nothing
+        self.assertEqual(decoder.buffered, 0)
+
+    def test_stopping_after_each_frame_copies_nothing(self) -> None:
+        """A hold or a bad frame keeps the chunk and an offset, not a copy of the rest:
+        otherwise a consumer holding after every frame costs O(frames x bytes)."""
+        codec = frame("uint8")
+        n = 2000
+        data = b"".join(b"\x01\xff" if i % 2 else c.encode(codec, "v") for i in range(n))
+        decoder = c.Decoder(codec)
+        got: List[Any] = []
+        r: Any = decoder.feed_into(data, lambda v: got.append(v) or self.HOLD)
+        while decoder.buffered:
+            self.assertIs(decoder._chunks[0], data)      # the same object: no copy
+            try:
+                r = decoder.feed_into(b"", lambda v: got.append(v) or self.HOLD)
+            except c.DecodeError:
+                got.append(None)
+                continue
+            if r is None:
+                break
+        self.assertEqual(got, ["v", None] * (n // 2))
+        self.assertEqual(decoder.buffered, 0)
+
+    def test_an_error_in_emit_counts_its_frame_as_consumed(self) -> None:
+        codec = frame()
+        decoder = c.Decoder(codec)
+        data = b"".join(c.encode(codec, v) for v in "abc")
+
+        def emit(value: Any) -> None:
+            if value == "b":
+                raise ZeroDivisionError()
+        self.assertRaises(ZeroDivisionError, decoder.feed_into, data, emit)
+        self.assertEqual(decoder.feed(b""), ["c"])
+
+    def test_bodies_are_bytes_whatever_the_input(self) -> None:
+        block = c.compile_frame(c.finite_block("uint32"))
+        data = c.encode(block, b"ab") + c.encode(block, bytearray(b"cd"))
+        for kind in (bytes, bytearray, memoryview):
+            decoder = c.Decoder(block)
+            got = decoder.feed(kind(data[:5])) + decoder.feed(kind(data[5:]))
+            self.assertEqual(got, [b"ab", b"cd"])
+            self.assertEqual({type(v) for v in got}, {bytes})
+
+    def test_finite_block_with_a_payload_codec(self) -> None:
+        """The framed TCP protocol's frame: uint32 + raw payload, EDN through pre/post."""
+        from twisted_aleph import edn
+        block = c.compile_frame(c.finite_block(":uint32"), lambda v: edn.dumps(v).encode(),
+                                lambda b: edn.loads(b.decode()))
+        text = c.compile_frame(c.finite_frame("uint32", UTF8), edn.dumps, edn.loads)
+        for value in [1, "é", [1, None]]:
+            self.assertEqual(c.encode(block, value), c.encode(text, value))
+            self.assertEqual(c.decode(block, c.encode(text, value)), value)
+        self.assertRaises(c.EncodeError, c.encode, c.finite_block("uint8"), "text")
+        self.assertRaises(c.EncodeError, c.encode, c.finite_block("uint8"), 5)
+        self.assertEqual(c.decode(c.finite_block("uint8"), b"\x02hi"), b"hi")
+
+
+class DecodeStreamAliasTests(unittest.TestCase):
+
+    def test_codec_decode_stream_is_a_deprecated_alias(self) -> None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            alias = c.decode_stream
+        self.assertIs(alias, decode_stream)
+        self.assertEqual([w.category for w in caught], [DeprecationWarning])
+        self.assertIn("twisted_aleph.stream.decode_stream", str(caught[0].message))
+        self.assertEqual(caught[0].filename, __file__.replace(".pyc", ".py"))
+
+    def test_other_missing_names_are_still_attribute_errors(self) -> None:
+        self.assertRaises(AttributeError, getattr, c, "no_such_name")
+        self.assertNotIn("decode_stream", c.__all__)
+
+
 class DecodeStreamTests(unittest.TestCase):
 
     def setUp(self) -> None:
@@ -325,7 +468,7 @@ class DecodeStreamTests(unittest.TestCase):
 
     def test_values_from_a_list_of_chunks(self) -> None:
         data = b"".join(c.encode(self.codec, v) for v in [1, [2], {"a": 3}])
-        out = c.decode_stream(chunked(data, [1, 5, 6, 17]), self.codec)
+        out = decode_stream(chunked(data, [1, 5, 6, 17]), self.codec)
         self.assertEqual(self.take_all(out), [1, [2], {"a": 3}])
         self.assertTrue(out.is_drained)
 
@@ -337,7 +480,7 @@ class DecodeStreamTests(unittest.TestCase):
                                            buffer_size: int) -> None:
         data = b"".join(c.encode(self.codec, v) for v in values)
         source = Stream(buffer_size)
-        out = c.decode_stream(source, self.codec)
+        out = decode_stream(source, self.codec)
         puts = [source.put(chunk) for chunk in chunked(data, cuts)]
         source.close()
         self.assertEqual(self.take_all(out), values)
@@ -346,7 +489,7 @@ class DecodeStreamTests(unittest.TestCase):
     def test_backpressure_a_slow_consumer_leaves_puts_pending(self) -> None:
         """While decoded values wait downstream, the next chunk is not taken."""
         source = Stream()
-        out = c.decode_stream(source, self.codec)
+        out = decode_stream(source, self.codec)
         three = b"".join(c.encode(self.codec, v) for v in [1, 2, 3])
         source.put(three)                       # taken: its values now wait in `out`
         second = source.put(c.encode(self.codec, 4))
@@ -366,7 +509,7 @@ class DecodeStreamTests(unittest.TestCase):
 
     def test_decode_error_closes_output_and_source_after_earlier_values(self) -> None:
         source = Stream(4)
-        out = c.decode_stream(source, self.codec)
+        out = decode_stream(source, self.codec)
         later = c.encode(self.codec, "never")
         r = source.put(c.encode(self.codec, 1) + c.encode(self.codec, 2)
                        + b"\x00\x00\x00\x01{" + later)
@@ -378,7 +521,7 @@ class DecodeStreamTests(unittest.TestCase):
 
     def test_decode_errors_can_be_delivered_as_messages(self) -> None:
         source = Stream(4)
-        out = c.decode_stream(source, self.codec, deliver_decode_errors=True)
+        out = decode_stream(source, self.codec, deliver_decode_errors=True)
         bad = b"\x00\x00\x00\x01{"
         source.put(c.encode(self.codec, 1) + bad + c.encode(self.codec, 2) + bad)
         source.put(c.encode(self.codec, 3))
@@ -393,7 +536,7 @@ class DecodeStreamTests(unittest.TestCase):
 
     def test_frame_too_long_still_closes_when_delivering_errors(self) -> None:
         source = Stream(4)
-        out = c.decode_stream(source, self.codec, max_length=4,
+        out = decode_stream(source, self.codec, max_length=4,
                               deliver_decode_errors=True)
         source.put(b"\x00\x00\x00\x01{" + c.encode(self.codec, 1)
                    + c.encode(self.codec, "too long"))
@@ -405,8 +548,8 @@ class DecodeStreamTests(unittest.TestCase):
 
     def test_frame_too_long_closes_only_that_stream(self) -> None:
         bad_source, good_source = Stream(), Stream()
-        bad = c.decode_stream(bad_source, self.codec, max_length=8)
-        good = c.decode_stream(good_source, self.codec, max_length=8)
+        bad = decode_stream(bad_source, self.codec, max_length=8)
+        good = decode_stream(good_source, self.codec, max_length=8)
         bad_source.put(c.encode(self.codec, "x" * 20))
         good_source.put(c.encode(self.codec, 7))
         self.assertTrue(bad_source.is_closed)
@@ -417,7 +560,7 @@ class DecodeStreamTests(unittest.TestCase):
 
     def test_source_ending_inside_a_frame_closes_output(self) -> None:
         source = Stream(2)
-        out = c.decode_stream(source, self.codec)
+        out = decode_stream(source, self.codec)
         data = c.encode(self.codec, 5) + c.encode(self.codec, 6)
         source.put(data[:-1])
         source.close()
@@ -426,13 +569,13 @@ class DecodeStreamTests(unittest.TestCase):
 
     def test_closing_the_output_closes_the_source(self) -> None:
         source = Stream()
-        out = c.decode_stream(source, self.codec)
+        out = decode_stream(source, self.codec)
         out.close()
         self.assertTrue(source.is_closed)
 
     def test_a_pending_take_is_served(self) -> None:
         source = Stream()
-        out = c.decode_stream(source, self.codec)
+        out = decode_stream(source, self.codec)
         d = out.take()
         self.assertNoResult(d)
         source.put(c.encode(self.codec, {"k": [1]})[:5])
@@ -444,11 +587,11 @@ class DecodeStreamTests(unittest.TestCase):
         from twisted_aleph.stream import splice
         inbound, outbound = Stream(1), Stream(1)
         duplex = splice(outbound, inbound)
-        out = c.decode_stream(duplex, self.codec)
+        out = decode_stream(duplex, self.codec)
         inbound.put(b"\x00\x00\x00\x02}}")
         self.assertTrue(outbound.is_closed)
         self.assertEqual(self.successResultOf(out.take("END")), "END")
 
     def test_stream_of_helper(self) -> None:
-        out = c.decode_stream(stream_of([c.encode(self.codec, "s")]), self.codec)
+        out = decode_stream(stream_of([c.encode(self.codec, "s")]), self.codec)
         self.assertEqual(self.take_all(out), ["s"])

@@ -68,12 +68,6 @@ FLOORS: Dict[str, float] = {
     "tap": 3.75,
 }
 
-# Deliberate upward imports done lazily inside one function (not at import time).
-# codec.decode_stream is the codec's only stream-facing function (see the codec brief).
-ALLOWED_LAZY_UP: Dict[str, Tuple[str, ...]] = {
-    "codec": ("stream",),
-}
-
 # Outside it, modules use only its facade and `core` (see StreamInterfaceTests).
 STREAM_PACKAGE = "twisted_aleph.stream"
 
@@ -380,26 +374,25 @@ class FloorsTests(unittest.TestCase):
     """No module imports from a higher floor (demo and tap: nothing in the library imports them),
     and no import runs in a circle; deprecated-alias shims excepted (see the module docstring)."""
 
-    def violations(self) -> List[str]:
+    def violations(self, root: Path = ROOT) -> List[str]:
         found = []
-        for path in source_files(PACKAGE):
-            me = module_name(path)
+        for path in source_files(root / "twisted_aleph"):
+            me = module_name(path, root)
             my_floor_name = floor_name(me)
             if my_floor_name == "":
                 continue  # the package root's __init__ only carries the version
             my_floor = FLOORS[my_floor_name]
-            for imp in imports(path):
+            for imp in imports(path, root):
                 if imp.in_alias_shim:
                     continue
                 for target in [imp.module] + [imp.module + "." + n for n in imp.names]:
-                    problem = self.upward(me, my_floor_name, my_floor, target, imp.at_import_time)
+                    problem = self.upward(me, my_floor, target)
                     if problem:
-                        found.append(f"{path.relative_to(ROOT)}:{imp.line}: {problem}")
+                        found.append(f"{path.relative_to(root)}:{imp.line}: {problem}")
         return sorted(set(found))
 
     @staticmethod
-    def upward(me: str, my_floor_name: str, my_floor: float, target: str,
-               at_import_time: bool) -> str:
+    def upward(me: str, my_floor: float, target: str) -> str:
         """Why importing `target` from `me` breaks the floors rule, or ''."""
         if not target.startswith("twisted_aleph."):
             return ""
@@ -407,8 +400,6 @@ class FloorsTests(unittest.TestCase):
         their_floor = FLOORS.get(their_floor_name)
         if their_floor is None or their_floor <= my_floor:
             return ""  # unknown names here are attributes (checked via module list)
-        if not at_import_time and their_floor_name in ALLOWED_LAZY_UP.get(my_floor_name, ()):
-            return ""
         return f"{me} (floor {my_floor}) imports {target} (floor {their_floor})"
 
     def test_every_module_has_a_floor(self) -> None:
@@ -511,6 +502,25 @@ class FloorsTests(unittest.TestCase):
         self.assertEqual(graph["twisted_aleph.a"], {"twisted_aleph.b"})
         self.assertEqual(graph["twisted_aleph.c"], set())
         self.assertEqual(import_circles(graph), [["twisted_aleph.a", "twisted_aleph.b"]])
+
+    def test_only_an_alias_shim_may_import_up_lazily(self) -> None:
+        """No whitelist: a lazy upward import is a violation unless it is in an alias shim
+        (codec.decode_stream's, for one)."""
+        tmp, _ = self.write_package({
+            "codec.py": ("import warnings\n"
+                         "def __getattr__(name):\n"
+                         "    warnings.warn('moved', DeprecationWarning)\n"
+                         "    from twisted_aleph.stream import decode_stream\n"
+                         "    return decode_stream\n"),
+            "edn.py": ("def __getattr__(name):\n"
+                       "    from twisted_aleph.stream import Stream\n"
+                       "    return Stream\n"
+                       "def helper():\n"
+                       "    from twisted_aleph import tcp\n"),
+        })
+        found = self.violations(tmp)
+        self.assertEqual(sorted({tuple(v.split(":")[:2]) for v in found}),
+                         [("twisted_aleph/edn.py", "2"), ("twisted_aleph/edn.py", "5")])
 
 
 class StreamInterfaceTests(unittest.TestCase):

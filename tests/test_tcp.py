@@ -111,7 +111,7 @@ class FramingTests(unittest.TestCase):
             self.conn.receive(data[i:i + 1])
         self.assertEqual(take_all(self, self.stream),
                          [1, "hello", edn.loads("{:a [1 2]}"), None])
-        self.assertEqual(self.conn.protocol._buffered, 0)
+        self.assertEqual(self.conn.protocol.decoder.buffered, 0)
 
     def test_many_frames_in_one_write(self) -> None:
         data = b"".join(frame(str(i).encode()) for i in range(tcp.INCOMING_BUFFER_SIZE))
@@ -146,8 +146,8 @@ class FramingTests(unittest.TestCase):
         self.assertTrue(conn.transport.disconnecting)
         # nothing of the refused frame is kept, nor anything sent after it
         conn.receive(b"y" * 1000)
-        self.assertEqual(conn.protocol._buffered, 0)
-        self.assertEqual(conn.protocol._chunks, [])
+        self.assertEqual(conn.protocol.decoder.buffered, 0)
+        self.assertEqual(list(conn.protocol.decoder._chunks), [])
         warnings = [e for e in events if e["log_level"] == LogLevel.warn]
         self.assertEqual(len(warnings), 1)
         self.assertEqual(warnings[0]["length"], 101)
@@ -160,7 +160,7 @@ class FramingTests(unittest.TestCase):
         EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         self.conn.receive(struct.pack(">I", 2 ** 32 - 1))
         self.assertTrue(self.conn.transport.disconnecting)
-        self.assertEqual(self.conn.protocol._buffered, 0)
+        self.assertEqual(self.conn.protocol.decoder.buffered, 0)
 
     def test_default_maximum_is_16_mib(self) -> None:
         self.assertEqual(self.conn.protocol.MAX_LENGTH, 16 * 1024 * 1024)
@@ -314,7 +314,7 @@ class ReadBackpressureTests(unittest.TestCase):
         conn.receive(data)
         self.assertEqual(conn.transport.producerState, "paused")
         # one message waits on the full buffer; the rest stay unparsed bytes
-        self.assertEqual(conn.protocol._buffered, len(data) - len(
+        self.assertEqual(conn.protocol.decoder.buffered, len(data) - len(
             b"".join(frame(str(i).encode()) for i in range(n + 1))))
         got = [self.successResultOf(self.streams[0].take()) for _ in range(n + 1)]
         self.assertEqual(got, list(range(n + 1)))
@@ -322,6 +322,51 @@ class ReadBackpressureTests(unittest.TestCase):
         self.clock.advance(0)  # reading resumes on a fresh stack
         self.assertEqual(drain(self, self.streams[0], self.clock), list(range(n + 1, n + 50)))
         self.assertEqual(conn.transport.producerState, "producing")
+
+    def test_bytes_read_while_paused_are_held_unparsed(self) -> None:
+        """A read the transport still delivers after the pause (TLS may) is kept as bytes."""
+        EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        conn = Connection(collecting_handler(self.streams), self.clock)
+        n = tcp.INCOMING_BUFFER_SIZE
+        conn.receive(b"".join(frame(str(i).encode()) for i in range(n + 1)))
+        self.assertEqual(conn.transport.producerState, "paused")
+        late = frame(b"100") + frame(b"\xff") + frame(b"101")[:3]
+        conn.receive(late)
+        self.assertEqual(conn.protocol.decoder.buffered, len(late))
+        conn.receive(frame(b"101")[3:])
+        self.assertEqual(conn.protocol.decoder.buffered, len(late) + len(frame(b"101")[3:]))
+        got = drain(self, self.streams[0], self.clock)
+        self.assertEqual(got[:n + 2], list(range(n + 1)) + [100])
+        self.assertIsInstance(got[n + 2], codec.DecodeError)
+        self.assertEqual(got[n + 3:], [101])
+        self.assertEqual(conn.transport.producerState, "producing")
+
+    @settings(max_examples=60, deadline=None)
+    @given(items=st.lists(st.one_of(st.integers(), st.none()), max_size=40),
+           cuts=st.lists(st.integers(min_value=0, max_value=300), max_size=12),
+           takes=st.lists(st.integers(min_value=0, max_value=5), max_size=12))
+    def test_any_split_with_bad_frames_and_a_slow_handler(
+            self, items: List[Any], cuts: List[int], takes: List[int]) -> None:
+        """Exact order under any split while the handler takes a few at a time; None stands
+        for a frame of bad UTF-8, which arrives as a DecodeError in its place."""
+        EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        streams: List[Any] = []
+        conn = Connection(collecting_handler(streams), self.clock)
+        data = b"".join(frame(b"\xff" if v is None else str(v).encode()) for v in items)
+        points = sorted({c for c in cuts if c < len(data)} | {0, len(data)})
+        got: List[Any] = []
+        for i, (a, b) in enumerate(zip(points, points[1:])):
+            conn.receive(data[a:b])
+            for _ in range(takes[i] if i < len(takes) else 0):
+                d = streams[0].take(END)
+                if not d.called:
+                    streams[0].source._withdraw_take(d)
+                    break
+                got.append(self.successResultOf(d))
+            self.clock.advance(0)
+        got.extend(drain(self, streams[0], self.clock))
+        self.assertEqual([None if isinstance(v, codec.DecodeError) else v for v in got], items)
+        self.assertEqual(conn.protocol.decoder.buffered, 0)
 
     def test_raw_pauses_reading(self) -> None:
         conn = Connection(collecting_handler(self.streams), self.clock, tcp.ByteStreamProtocol)
@@ -356,7 +401,7 @@ class ReadBackpressureTests(unittest.TestCase):
         # One message in flight per pipeline stage and a full source buffer;
         # the rest is kept as the bytes already read, not as queued messages.
         in_flight = tcp.INCOMING_BUFFER_SIZE + 4
-        self.assertGreaterEqual(conn.protocol._buffered, len(data) - in_flight * len(frame(b"1")))
+        self.assertGreaterEqual(conn.protocol.decoder.buffered, len(data) - in_flight * len(frame(b"1")))
         conn.transport.producer.resumeProducing()
         self.clock.advance(0)
         self.assertEqual(conn.sent_values(), [2] * 1999)

@@ -4,27 +4,34 @@ The seed's protocol is ``compile_frame(finite_frame("uint32", string("utf-8")),
 edn.dumps, edn.loads)``: each message is a big-endian length, then that many
 bytes of UTF-8 EDN. ``encode(codec, value)`` makes the bytes of one frame;
 :class:`Decoder` is the sans-IO incremental reader (bytes in, values out, no
-reactor), and :func:`decode_stream` is the only piece that touches streams.
+reactor). It is the one frame parser of the library: the framed TCP protocol
+and :func:`twisted_aleph.stream.decode_stream` (Gloss's ``decode-stream``,
+which lives with the streams, a floor up) both run it.
 
 Cost: encoding is one ``struct.pack`` and one concatenation per frame. The
-decoder is amortised O(n) in the bytes fed, whatever the chunking: each byte
-is copied into the internal buffer at most once, a feed that cannot complete
-the current frame returns in O(len(data)) without rescanning, and frames found
-in a chunk when nothing is buffered are sliced straight out of that chunk.
+decoder is amortised O(n) in the bytes fed, whatever the chunking: a feed
+that cannot complete the frame in progress only keeps a reference to the
+chunk (no copy, no rescan), the chunks held are joined once when the frame
+can complete, and frames found in a chunk when nothing is held are sliced
+straight out of that chunk. Per frame it allocates the body slice and
+nothing else; stopping after a frame (a consumer that is behind, a bad
+body) keeps the chunk and an offset, so a consumer that stops after every
+frame, or a run of bad frames, costs no copy of the rest.
 """
 
 from __future__ import annotations
 
 import codecs
 import struct
+import warnings
 from functools import partial
 from typing import Any, Callable, List, Optional, Union
 
 __all__ = [
     "CodecError", "FrameTooLong", "DecodeError", "EncodeError",
-    "StringBody", "FiniteFrame", "CompiledFrame", "Decoder",
-    "string", "finite_frame", "compile_frame", "encode", "decode",
-    "decode_all", "decode_stream", "DEFAULT_MAX_LENGTH",
+    "StringBody", "BytesBody", "FiniteFrame", "CompiledFrame", "Decoder",
+    "string", "finite_frame", "finite_block", "compile_frame", "encode",
+    "decode", "decode_all", "DEFAULT_MAX_LENGTH",
 ]
 
 #: the default largest body a :class:`Decoder` accepts: 16 MiB.
@@ -125,6 +132,33 @@ def string(encoding: str = "utf-8") -> StringBody:
     return StringBody(encoding)
 
 
+class BytesBody:
+    """Raw bytes filling the whole frame body (the body of ``gloss/finite-block``).
+
+    Encodes ``bytes``, ``bytearray`` or ``memoryview``; decodes to ``bytes``.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "bytes_body()"
+
+    def encoder(self) -> Callable[[Any], bytes]:
+        return _body_bytes
+
+    def decoder(self) -> None:
+        """None: the body is the value, as it is (no call per frame)."""
+        return None
+
+
+def _body_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"a block body is bytes, not {type(value).__name__}")
+
+
 # name -> (struct format, signed); "-le" suffix for little-endian.
 _PREFIXES = {
     "uint8": "B", "uint16": "H", "uint32": "I", "uint64": "Q",
@@ -137,7 +171,7 @@ class FiniteFrame:
 
     __slots__ = ("prefix", "body", "header", "max_body")
 
-    def __init__(self, prefix: str, body: StringBody) -> None:
+    def __init__(self, prefix: str, body: Any) -> None:
         name = prefix.lstrip(":").lower()
         order = ">"
         for suffix, mark in (("-le", "<"), ("-be", ">")):
@@ -159,11 +193,18 @@ class FiniteFrame:
         return f"finite_frame({self.prefix!r}, {self.body!r})"
 
 
-def finite_frame(prefix: str, body: StringBody) -> FiniteFrame:
+def finite_frame(prefix: str, body: Any) -> FiniteFrame:
     """A length-prefixed frame: ``prefix`` is ``"uint8"``, ``"uint16"``,
     ``"uint32"`` or ``"uint64"`` (big-endian, as Gloss's ``:uint32``; a
     leading colon is accepted, as are ``int*`` and ``-le`` variants)."""
     return FiniteFrame(prefix, body)
+
+
+def finite_block(prefix: str) -> FiniteFrame:
+    """A length-prefixed frame of raw bytes (``gloss/finite-block``): the
+    framed TCP protocol's frame is ``finite_block("uint32")`` with its
+    payload codec as the pre-encoder and post-decoder."""
+    return FiniteFrame(prefix, BytesBody())
 
 
 # -- the compiled codec ----------------------------------------------------------
@@ -177,9 +218,9 @@ class CompiledFrame:
     """
 
     __slots__ = ("frame", "pre_encoder", "post_decoder", "header", "max_body",
-                 "_encode_body", "_decode_body")
+                 "_encode_body", "decode_value", "unpack_header")
 
-    def __init__(self, frame: Union[FiniteFrame, StringBody],
+    def __init__(self, frame: Union[FiniteFrame, StringBody, BytesBody],
                  pre_encoder: Optional[Callable[[Any], Any]] = None,
                  post_decoder: Optional[Callable[[Any], Any]] = None) -> None:
         self.frame = frame
@@ -187,16 +228,22 @@ class CompiledFrame:
         self.post_decoder = post_decoder
         if isinstance(frame, FiniteFrame):
             self.header: Optional[struct.Struct] = frame.header
+            #: ``header.unpack_from``, bound once for every Decoder of this codec
+            self.unpack_header: Any = frame.header.unpack_from
             self.max_body = frame.max_body
             body = frame.body
         elif hasattr(frame, "encoder") and hasattr(frame, "decoder"):
             self.header = None      # unframed: one body is the whole input
+            self.unpack_header = None
             self.max_body = -1
             body = frame
         else:
             raise TypeError(f"not a frame: {frame!r}")
         self._encode_body = body.encoder()
-        self._decode_body = body.decoder()
+        #: body bytes -> value in one call: the body codec's decoder, then
+        #: the post-decoder (either may be absent); it raises on a bad body.
+        self.decode_value: Callable[[Any], Any] = (
+            _compose(body.decoder(), post_decoder) or bytes)
 
     def __repr__(self) -> str:
         return f"compile_frame({self.frame!r})"
@@ -220,15 +267,12 @@ class CompiledFrame:
     def decode_body(self, body: BytesLike) -> Any:
         """The value of one frame body; :class:`DecodeError` if it is bad."""
         try:
-            value = self._decode_body(body)
-            if self.post_decoder is not None:
-                value = self.post_decoder(value)
+            return self.decode_value(body)
         except Exception as e:
             raise DecodeError(e, bytes(body)) from e
-        return value
 
 
-def compile_frame(frame: Union[FiniteFrame, StringBody, CompiledFrame],
+def compile_frame(frame: Union[FiniteFrame, StringBody, BytesBody, CompiledFrame],
                   pre_encoder: Optional[Callable[[Any], Any]] = None,
                   post_decoder: Optional[Callable[[Any], Any]] = None) -> CompiledFrame:
     """Compile ``frame`` with optional value transforms on either side.
@@ -291,28 +335,37 @@ def decode_all(codec: Any, data: BytesLike) -> List[Any]:
 # -- the incremental decoder -------------------------------------------------------
 
 
+#: a Decoder's held chunks while it holds nothing: shared, never appended to
+#: (an idle connection's decoder owns no list)
+_NOTHING_HELD: Any = ()
+
+
 class Decoder:
-    """Sans-IO incremental decoder: ``feed(bytes) -> [values completed]``.
+    """Sans-IO incremental decoder: bytes in, the values of whole frames out.
 
-    Exact under any split or coalescing of the input. Cost: amortised O(n)
-    in the bytes fed. A feed that does not complete the frame in progress
-    appends to the buffer (amortised O(len(data))) and returns; a feed that
-    completes frames slices each one once and keeps only the tail of that
-    same chunk, so the worst case for many tiny feeds is still linear.
+    :meth:`feed` returns the values a chunk completed; :meth:`feed_into`
+    hands each one to a callback as it is decoded, and can stop part way
+    (a consumer that is behind) with the rest kept for later. Exact under
+    any split or coalescing of the input; bodies are always ``bytes``.
 
-    Errors (both :class:`CodecError`, each carrying ``values`` decoded
-    earlier in the same feed):
+    Cost: amortised O(n) in the bytes fed. A feed that does not complete the
+    frame in progress keeps a reference to the chunk and returns; once
+    enough bytes are held the chunks are joined once, and a frame's body is
+    one slice. Nothing else is allocated per frame, nor per feed when a
+    chunk ends on a frame boundary.
+
+    Errors (both :class:`CodecError`):
 
     * :class:`FrameTooLong`: a prefix over ``max_length``, raised when the
       prefix is read, before any body is buffered. The decoder is then
       finished (framing is lost) and every later feed raises it again.
     * :class:`DecodeError`: a whole body that does not decode. That frame is
-      dropped; the rest of the chunk stays buffered and ``feed(b"")``
+      dropped; the rest of the chunk stays buffered and a feed of ``b""``
       continues with the next frame.
     """
 
-    __slots__ = ("codec", "max_length", "_buffer", "_need", "_failed",
-                 "_header", "_hsize")
+    __slots__ = ("codec", "max_length", "_chunks", "_start", "_buffered",
+                 "_need", "_failed", "_unpack_from", "_hsize", "_decode")
 
     def __init__(self, codec: Any, max_length: Optional[int] = DEFAULT_MAX_LENGTH) -> None:
         codec = _compiled(codec)
@@ -325,75 +378,152 @@ class Decoder:
         if max_length < 0:
             raise ValueError("max_length must be >= 0")
         self.max_length = max_length
-        self._header = codec.header
+        self._unpack_from = codec.unpack_header
         self._hsize = codec.header.size
-        self._buffer = bytearray()
-        # bytes the buffer must hold before parsing can make progress
+        self._decode = codec.decode_value
+        self._chunks: List[Any] = _NOTHING_HELD  # input held, not yet parsed
+        self._start = 0                 # where the first chunk's unparsed bytes start
+        self._buffered = 0              # the bytes held from there on
+        # bytes that must be held before parsing can make progress
         self._need = self._hsize
         self._failed: Optional[int] = None     # the bad prefix, once seen
 
     @property
     def buffered(self) -> int:
-        """Bytes held for a frame not yet complete."""
-        return len(self._buffer)
+        """Bytes held for a frame not yet complete (or not yet parsed)."""
+        return self._buffered
 
     def feed(self, data: BytesLike) -> List[Any]:
-        """Add ``data``; return the values of the frames it completed."""
-        if self._failed is not None:
-            raise self._error(self._failed, [])
-        buf = self._buffer
-        if buf:
-            buf += data
-            if len(buf) < self._need:
-                return []
-            src: BytesLike = buf
-        else:
-            if not isinstance(data, (bytes, bytearray)):
-                if isinstance(data, str):
-                    raise TypeError("Decoder.feed takes bytes, not str")
-                data = bytes(data)
-            src = data
+        """Add ``data``; return the values of the frames it completed.
+
+        A :class:`CodecError` carries as ``values`` the values completed in
+        this feed before it."""
         values: List[Any] = []
-        unpack_from = self._header.unpack_from
-        hsize = self._hsize
-        max_length = self.max_length
-        decode_body = self.codec.decode_body
-        pos = 0
-        end = len(src)
-        while end - pos >= hsize:
-            (n,) = unpack_from(src, pos)
-            if n > max_length or n < 0:
-                self._fail(n, values)
-            start = pos + hsize
-            stop = start + n
-            if stop > end:
-                self._keep(src, pos, stop - pos)
-                return values
-            body = src[start:stop]
-            pos = stop
-            try:
-                values.append(decode_body(body))
-            except DecodeError as e:
-                self._keep(src, pos, hsize)
-                e.values = values
-                raise
-        self._keep(src, pos, hsize)
+        try:
+            self.feed_into(data, values.append)
+        except CodecError as e:
+            e.values = values
+            raise
         return values
 
-    def _keep(self, src: BytesLike, pos: int, need: int) -> None:
-        """Keep ``src[pos:]`` as the start of the next frame."""
-        self._need = need
-        if src is self._buffer:
-            if pos:
-                del self._buffer[:pos]
-        elif pos < len(src):
-            self._buffer = bytearray(memoryview(src)[pos:])
+    def feed_into(self, data: BytesLike, emit: Callable[[Any], Any]) -> Any:
+        """Add ``data``; call ``emit(value)`` for each frame it completes, in order.
 
-    def _fail(self, n: int, values: List[Any]) -> None:
+        ``emit`` answers as a stream's ``offer`` does: None, True or False
+        mean go on. Any other answer is a *hold* (for a stream, the Deferred
+        of a consumer that is behind): decoding stops after that frame, the
+        rest is kept, and ``feed_into`` returns the hold; call it again
+        (``feed_into(b"", emit)``) to carry on. Returns None once every
+        whole frame was emitted.
+
+        Raises :class:`FrameTooLong` or :class:`DecodeError` as described
+        in the class docstring, after emitting the frames before the bad
+        one; an error raised by ``emit`` propagates with the frame it was
+        given counted as consumed.
+        """
+        if self._failed is not None:
+            raise self._error(self._failed, [])
+        if type(data) is not bytes:
+            data = _as_bytes(data)
+        buffered = self._buffered
+        if buffered:
+            chunks = self._chunks
+            if data:
+                chunks.append(data)
+                buffered += len(data)
+                self._buffered = buffered
+            if buffered < self._need:
+                return None
+            pos = self._start
+            if len(chunks) == 1:
+                buf = chunks[0]
+            else:
+                if pos:
+                    chunks[0] = memoryview(chunks[0])[pos:]
+                    pos = 0
+                buf = b"".join(chunks)
+        else:
+            buf = data
+            pos = 0
+        unpack_from = self._unpack_from
+        hsize = self._hsize
+        max_length = self.max_length
+        decode = self._decode
+        end = len(buf)
+        need = hsize
+        hold = None
+        try:
+            while end - pos >= hsize:
+                (n,) = unpack_from(buf, pos)
+                if n > max_length or n < 0:
+                    raise self._fail(n)
+                stop = pos + hsize + n
+                if stop > end:
+                    need = stop - pos
+                    break
+                body = buf[pos + hsize:stop]
+                pos = stop
+                try:
+                    value = decode(body)
+                except Exception as e:
+                    raise DecodeError(e, body) from e
+                r = emit(value)
+                if r is not True and r is not False and r is not None:
+                    hold = r
+                    break
+        except BaseException:
+            if self._failed is None:
+                self._hold_at(buf, pos, end)
+            raise
+        # what is left starts the next frame (the common case: nothing)
+        self._need = need
+        if pos == end:
+            if self._buffered:
+                self._chunks = _NOTHING_HELD
+                self._start = self._buffered = 0
+        elif hold is None:
+            # a partial frame: copy it out, so the rest of the read is freed
+            self._chunks = [buf[pos:] if pos else buf]
+            self._start = 0
+            self._buffered = end - pos
+        else:
+            self._hold_at(buf, pos, end)
+        return hold
+
+    def hold(self, data: BytesLike) -> None:
+        """Keep ``data`` without parsing it (its consumer is behind): the
+        next :meth:`feed_into` or :meth:`feed` decodes it."""
+        if self._failed is not None or not data:
+            return
+        if type(data) is not bytes:
+            data = _as_bytes(data)
+        if self._buffered:
+            self._chunks.append(data)
+        else:
+            self._chunks = [data]
+            self._start = 0
+        self._buffered += len(data)
+
+    def _hold_at(self, buf: Any, pos: int, end: int) -> None:
+        """Stopped at a frame boundary (a hold, an error) with ``buf[pos:]``
+        still to parse: keep ``buf`` as it is and where to go on from.
+        Slicing the rest off instead would copy it once per frame when a
+        consumer holds (or a peer sends bad frames) after every frame."""
+        self._need = self._hsize
+        if pos == end:
+            self._chunks = _NOTHING_HELD
+            self._start = 0
+        else:
+            self._chunks = [buf]
+            self._start = pos
+        self._buffered = end - pos
+
+    def _fail(self, n: int) -> FrameTooLong:
         """Give up for good: the frame boundary is lost with a bad prefix."""
-        self._buffer = bytearray()
+        self._chunks = _NOTHING_HELD
+        self._start = self._buffered = 0
         self._failed = n
-        raise self._error(n, values)
+        return self._error(n, [])
 
     def _error(self, n: int, values: List[Any]) -> FrameTooLong:
         error = FrameTooLong(n, self.max_length, values)
@@ -402,112 +532,21 @@ class Decoder:
         return error
 
 
-# -- streams ------------------------------------------------------------------------
+def _as_bytes(data: Any) -> bytes:
+    """Input other than ``bytes``, copied (a caller may reuse its buffer)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, str):
+        raise TypeError("a Decoder takes bytes, not str")
+    raise TypeError(f"a Decoder takes bytes, not {type(data).__name__}")
 
 
-def decode_stream(source: Any, codec: Any,
-                  max_length: Optional[int] = DEFAULT_MAX_LENGTH,
-                  deliver_decode_errors: bool = False) -> Any:
-    """A Stream of the values decoded from ``source``'s bytes chunks
-    (Gloss's ``io/decode-stream``).
-
-    Backpressure is kept: a chunk is not taken from ``source`` until the
-    values of the previous one were accepted downstream. On a codec error
-    (a frame over ``max_length``, a body that does not decode) the error is
-    logged, the values before it are still delivered, and both the output and
-    ``source`` are closed: that connection ends, nothing else is touched.
-    Closing the output closes ``source`` too.
-
-    With ``deliver_decode_errors=True`` a body that does not decode is
-    logged and delivered in the value's place as its :class:`DecodeError`,
-    and decoding goes on (framing is intact); only :class:`FrameTooLong`
-    still ends the stream.
-    """
-    from twisted_aleph.stream import Stream, to_source
-    from twisted_aleph.stream.core import attach
-
-    source = to_source(source)
-    out = Stream(description="decode_stream")
-    edge = _decode_edge_class()(Decoder(codec, max_length), out, source,
-                                deliver_decode_errors)
-    attach(source, edge)
-    return out
-
-
-_DECODE_EDGE: List[type] = []
-
-
-def _decode_edge_class() -> type:
-    """The push consumer class for :func:`decode_stream`, made on first use
-    so that importing this module needs neither streams nor Twisted."""
-    if _DECODE_EDGE:
-        return _DECODE_EDGE[0]
-    from twisted.logger import Logger
-
-    from twisted_aleph.stream.core import Edge, offer_all
-
-    log = Logger(namespace="twisted_aleph.codec")
-
-    class DecodeEdge(Edge):
-        """Feeds each chunk of ``source`` to ``decoder``, values into ``out``."""
-
-        __slots__ = ("decoder", "byte_source", "deliver_errors")
-
-        def __init__(self, decoder: Decoder, out: Any, byte_source: Any,
-                     deliver_errors: bool) -> None:
-            super().__init__(out, upstream=True, description="decode_stream")
-            self.decoder = decoder
-            self.byte_source = byte_source
-            self.deliver_errors = deliver_errors
-
-        def deliver(self, chunk: Any) -> Any:
-            values: List[Any] = []
-            while True:
-                try:
-                    values.extend(self.decoder.feed(chunk))
-                    break
-                except DecodeError as e:
-                    values.extend(e.values)
-                    if not self.deliver_errors:
-                        return self._stop(e, values)
-                    log.warn("{source}: {error}", source=self.byte_source, error=e)
-                    values.append(e)
-                    chunk = b""     # carry on with the rest of the chunk
-                except CodecError as e:
-                    return self._stop(e, values + e.values)
-                except Exception:
-                    log.failure("closing {source}: could not decode a {kind} chunk",
-                                source=self.byte_source, kind=type(chunk).__name__)
-                    return self._stop(None, values)
-            if not values:
-                return True
-            return offer_all(self.sink, values)
-
-        def _stop(self, error: Optional[CodecError], values: List[Any]) -> bool:
-            if error is not None:
-                log.warn("closing {source}: {error}", source=self.byte_source, error=error)
-            # Stop reading now; the values decoded before the error go out
-            # first, and only once they were accepted (a handler replying
-            # synchronously has written its replies) are the output and the
-            # source (for TCP: the connection, after its writes) closed.
-            out, source = self.sink, self.byte_source
-            self.detach()
-
-            def finish(_: Any = None) -> None:
-                out.close()
-                source.close()
-            r = offer_all(out, values)
-            if r is True or r is False:
-                finish()
-            else:
-                r.addBoth(finish)
-            return False
-
-        def source_drained(self) -> None:
-            if self.decoder.buffered:
-                log.warn("{source} ended inside a frame; {n} bytes dropped",
-                         source=self.byte_source, n=self.decoder.buffered)
-            self.sink.close()
-
-    _DECODE_EDGE.append(DecodeEdge)
-    return DecodeEdge
+def __getattr__(name: str) -> Any:
+    """Deprecated names (PEP 562): ``decode_stream`` moved up to the streams."""
+    if name == "decode_stream":
+        warnings.warn("twisted_aleph.codec.decode_stream is deprecated; use"
+                      " twisted_aleph.stream.decode_stream", DeprecationWarning,
+                      stacklevel=2)
+        from twisted_aleph.stream import decode_stream
+        return decode_stream
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

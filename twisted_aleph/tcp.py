@@ -38,12 +38,12 @@ Bad input on the framed protocol: a length prefix over ``max_length`` drops
 that connection before anything is buffered for it; a whole frame that is not
 UTF-8/EDN reaches the handler as a ``codec.DecodeError`` *message*, and the
 handler decides (the seed's slow echo answers ``"ERROR: ..."`` and closes).
-Cost: parsing is linear in the bytes received, however they are split.
+Cost: parsing (by ``codec.Decoder``, the library's one frame parser) is
+linear in the bytes received, however they are split.
 """
 
 from __future__ import annotations
 
-import struct
 from typing import Any, Callable, Optional
 
 from twisted.internet import defer
@@ -61,10 +61,12 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_aleph import edn
-from twisted_aleph.codec import DecodeError, decode_stream
+from twisted_aleph.codec import (
+    CodecError, DecodeError, Decoder, FrameTooLong, compile_frame, finite_block,
+)
 from twisted_aleph.codec import encode as encode_frame
 from twisted_aleph.server import Server, ServerService, adopt, family_of
-from twisted_aleph.stream import SplicedStream, Stream, connect, splice
+from twisted_aleph.stream import SplicedStream, Stream, connect, decode_stream, splice
 from twisted_aleph.stream import map as stream_map
 from twisted_aleph.stream.core import Edge, Offered, attach
 from twisted_aleph.tls import TLSError, connection_creator, tls_error_in
@@ -81,8 +83,10 @@ DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 
 Handler = Callable[[SplicedStream, dict], Any]
 
-_uint32 = struct.Struct(">I")  # the frame's length prefix
-_pack_length = _uint32.pack
+#: the framed protocol's frame: a uint32 big-endian length, then the payload
+#: (Gloss's ``(finite-block :uint32)``; ``encode``/``decode`` give it meaning)
+WIRE_FRAME = finite_block("uint32")
+_pack_length = WIRE_FRAME.header.pack
 
 
 # -- the write side ----------------------------------------------------------
@@ -420,6 +424,10 @@ def decode_edn(payload: bytes) -> Any:
     return edn.loads(payload.decode("utf-8"))
 
 
+#: the seed's protocol on :data:`WIRE_FRAME`, compiled once for every connection
+_EDN_WIRE = compile_frame(WIRE_FRAME, encode_edn, decode_edn)
+
+
 class FramedEDNProtocol(_DuplexStreamConnection, Int32StringReceiver):
     """A connection as a duplex stream of values, one per length-prefixed frame.
 
@@ -429,9 +437,18 @@ class FramedEDNProtocol(_DuplexStreamConnection, Int32StringReceiver):
     bounds a frame: a longer length prefix is refused before any memory is
     set aside for it (:meth:`lengthLimitExceeded`).
 
-    Cost: ``dataReceived`` is linear in the bytes received however they are
-    split (Twisted's own rejoins the whole partial frame on every read, which
-    is quadratic for a large frame trickled in small reads).
+    It is an ``Int32StringReceiver`` for the interface Twisted code knows
+    (``MAX_LENGTH``, the ``lengthLimitExceeded`` hook, ``paused``), but the
+    bytes are read by :attr:`decoder`, a :class:`twisted_aleph.codec.Decoder`
+    (the library's one frame parser) of :data:`WIRE_FRAME` with ``decode``
+    as its post-decoder: it offers each value to the incoming stream as it
+    is decoded and stops where the handler falls behind, so there is no
+    per-frame ``stringReceived`` call. A payload that does not decode goes
+    through :meth:`frameDecodeFailed`.
+
+    Cost: linear in the bytes received however they are split (Twisted's
+    own ``dataReceived`` rejoins the whole partial frame on every read,
+    which is quadratic for a large frame trickled in small reads).
     """
 
     MAX_LENGTH = DEFAULT_MAX_FRAME
@@ -446,69 +463,59 @@ class FramedEDNProtocol(_DuplexStreamConnection, Int32StringReceiver):
             self.MAX_LENGTH = max_length
         self.encode = encode
         self.decode = decode
-        self._chunks: list = []   # received bytes not yet parsed
-        self._buffered = 0        # their total length
-        self._needed = 4          # bytes needed before a parse can progress
+        if encode is encode_edn and decode is decode_edn:
+            wire = _EDN_WIRE
+        else:
+            wire = compile_frame(WIRE_FRAME, encode, decode)
+        #: reads the frames; holds the bytes received and not yet offered.
+        #: (Writing packs each frame in :class:`FrameWriter`, one call per value.)
+        self.decoder = Decoder(wire, self.MAX_LENGTH)
+        self._offer: Callable[[Any], Offered] = _not_connected
         self._refused = False
 
     def connectionMade(self) -> None:
         self._open_stream(FrameWriter(self.encode, self.transport.write, self._hang_up))
+        self._offer = self.source.offer
 
     def dataReceived(self, data: bytes) -> None:
-        if self._refused:
+        if self.paused:
+            # The handler is behind (or the connection was refused): keep
+            # what the transport still delivers, unparsed, for the resume.
+            self.decoder.hold(data)
             return
-        if data:
-            self._chunks.append(data)
-            self._buffered += len(data)
-        if self._buffered < self._needed or self.paused:
-            return
-        chunks = self._chunks
-        buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        end = len(buf)
-        offset = 0
-        needed = 4
-        max_length = self.MAX_LENGTH
-        unpack_from = _uint32.unpack_from
-        decode = self.decode
-        offer = self.source.offer
-        while end - offset >= 4 and not self.paused:
-            (length,) = unpack_from(buf, offset)
-            if length > max_length:
-                self._chunks = []
-                self._buffered = 0
-                self._refused = True
-                self.lengthLimitExceeded(length)
-                return
-            stop = offset + 4 + length
-            if stop > end:
-                needed = stop - offset
-                break
-            payload = buf[offset + 4:stop]
-            offset = stop
-            # stringReceived, inlined: one call less per message
-            try:
-                value = decode(payload)
-            except Exception as e:
-                value = self.frameDecodeFailed(payload, e)
-            r = offer(value)
-            if r is not True and r is not False:
-                self._held_back(r)
-        rest = buf[offset:] if offset else buf
-        self._chunks = [rest] if rest else []
-        self._buffered = len(rest)
-        self._needed = needed
-
-    def stringReceived(self, payload: bytes) -> None:
-        """Decode one frame's payload and hand the value to the handler."""
         try:
-            value = self.decode(payload)
-        except Exception as e:
-            value = self.frameDecodeFailed(payload, e)
-        r = self.source.offer(value)
-        if r is not True and r is not False:
-            self._held_back(r)
+            stopped = self.decoder.feed_into(data, self._offer)
+        except CodecError as e:
+            stopped = e
+        if stopped is not None:
+            self._read_on(stopped)
 
-    def frameDecodeFailed(self, payload: bytes, error: Exception) -> Any:
+    def _read_on(self, stopped: Any) -> None:
+        """Reading's slow path: decoding stopped on ``stopped``, the Deferred
+        of an offer the handler has not taken yet, or a codec error. Deal with
+        it, then decode what is held until done, paused or refused."""
+        while True:
+            if isinstance(stopped, FrameTooLong):
+                self._refused = True
+                self.paused = True
+                self.lengthLimitExceeded(stopped.length)
+                return
+            if isinstance(stopped, DecodeError):
+                # framing is intact: the handler gets the error in the
+                # frame's place, and the frames after it still decode
+                stopped = self._offer(self.frameDecodeFailed(stopped.frame, stopped.cause))
+            if stopped is not True and stopped is not False:
+                self._held_back(stopped)
+            if self.paused:
+                return
+            try:
+                stopped = self.decoder.feed_into(b"", self._offer)
+            except CodecError as e:
+                stopped = e
+            if stopped is None:
+                return
+
+    def frameDecodeFailed(self, payload: bytes, error: BaseException) -> Any:
         """A whole frame whose payload did not decode (not UTF-8, not EDN).
 
         Logs it and returns what the handler receives in its place: a
@@ -535,17 +542,19 @@ class FramedEDNProtocol(_DuplexStreamConnection, Int32StringReceiver):
     def _pause_reading(self) -> None:
         if self._finishing:
             return  # no more reading anyway; the last frames are being offered
-        self.paused = True  # also stops parsing what is already buffered
+        self.paused = True  # also stops decoding what is already held
         self.transport.pauseProducing()
 
     def _offer_received(self) -> None:
         # every whole frame already received, backpressure or not: they are
         # in memory already, and are the last this connection will offer
-        self.paused = False
-        self.dataReceived(b"")
+        if not self._refused:
+            self.paused = False
+            self.dataReceived(b"")
 
     def _resume_reading(self) -> None:
-        self.paused = False
+        if not self._refused:  # a refused connection stays paused: nothing is parsed
+            self.paused = False
         self.transport.resumeProducing()
         self.dataReceived(b"")
 
@@ -553,6 +562,10 @@ class FramedEDNProtocol(_DuplexStreamConnection, Int32StringReceiver):
         if self._tls:
             self._tls_connection_lost(reason)
         self._close_stream()
+
+
+def _not_connected(value: Any) -> Offered:
+    raise RuntimeError("a frame was read before the connection was made")
 
 
 # -- servers and clients -----------------------------------------------------

@@ -6,12 +6,13 @@ Transports and other implementers build on ``core`` (sinks, sources, edges:
 Manifold's ``stream/core``) and this facade, never on the modules behind it:
 the buffered stream lives in ``default``, the connection graph in ``graph``,
 the operators in ``operators``, transducer stages in ``xforms``, coercions
-in ``coerce``.
+in ``coerce``, and Gloss's ``decode-stream`` in ``framing``.
 """
 
 from twisted_aleph.stream.coerce import stream_of, to_blocking_iter, to_source
 from twisted_aleph.stream.core import Edge
 from twisted_aleph.stream.default import NOTHING, Stream
+from twisted_aleph.stream.framing import decode_stream
 from twisted_aleph.stream.graph import (
     SplicedStream, connect, connect_via, splice,
 )
@@ -32,5 +33,5 @@ __all__ = [
     "consume", "reduce", "put_all", "periodically", "zip_streams", "to_source",
     "to_blocking_iter", "stream_to_seq", "stream_of", "Reduced", "Reducer",
     "comp", "take", "drop", "take_while", "drop_while", "partition",
-    "partition_all", "partition_by", "dedupe",
+    "partition_all", "partition_by", "dedupe", "decode_stream",
 ]
