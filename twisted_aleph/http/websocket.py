@@ -216,7 +216,15 @@ class _StreamBridge:
     """Mixed into Autobahn's protocols: WebSocket messages <-> a duplex Stream.
 
     ``opened`` fires with the stream once the handshake is done, or fails with
-    :class:`WebSocketHandshakeError` if the connection ends first.
+    :class:`WebSocketHandshakeError` if the connection ends first; it is None
+    once fired (take it before: ``_take_over`` and ``websocket_client`` do).
+
+    Memory: a closed connection is freed by reference counting alone, not
+    left to CPython's cyclic collector (which a tuned server runs rarely, so
+    40,000 closed connections would pile up). The stream points at this
+    protocol (``websocket_close`` needs it), so this protocol must not point
+    back at the stream once closed: ``opened`` does not keep the stream it
+    fired with, and :meth:`_forget` drops the rest when the connection is lost.
     """
 
     factory: Any
@@ -224,7 +232,7 @@ class _StreamBridge:
     state: int
 
     def connectionMade(self) -> None:
-        self.opened: Deferred = Deferred()
+        self.opened: Optional[Deferred] = Deferred()
         self.info: Dict[str, Any] = {}
         self.stream: Optional[SplicedStream] = None
         self._incoming = Stream(self.factory.aleph_buffer_size, "websocket in")
@@ -265,6 +273,18 @@ class _StreamBridge:
         registry = getattr(self, "aleph_registry", None)
         if registry is not None:
             registry.discard(self)
+        self._forget()
+
+    def _forget(self) -> None:
+        """Break the reference cycles a closed connection would otherwise sit
+        in until the cyclic collector runs: this protocol -> its stream (and
+        the stream's writer edge) -> this protocol; Autobahn's ``is_closed``,
+        which fires with the protocol itself; the reason of the loss, whose
+        traceback (if any) holds frames that hold the protocol."""
+        self.stream = None
+        self._incoming = self._outgoing = None  # type: ignore[assignment]
+        self.is_closed = self.is_open = defer.succeed(None)
+        self.lost_reason = None
 
     # Autobahn callbacks ------------------------------------------------------
 
@@ -273,7 +293,9 @@ class _StreamBridge:
         self.info["extensions"] = [e.EXTENSION_NAME for e in extensions]
         self.stream = SplicedStream(self._outgoing, self._incoming, self.info)
         attach(self._outgoing, _FrameWriter(self))
-        self.opened.callback(self.stream)
+        opened, self.opened = self.opened, None
+        if opened is not None:
+            opened.callback(self.stream)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         msg: Any = payload if isBinary else payload.decode("utf-8")
@@ -304,13 +326,14 @@ class _StreamBridge:
         self.info["close_reason"] = reason
         self.info["local_close_code"] = getattr(self, "localCloseCode", None)
         self.ended.callback(self.info)
-        if not self.opened.called:
+        opened, self.opened = self.opened, None
+        if opened is not None:
             lost = getattr(self, "lost_reason", None)
             if lost is not None and tls_error_in(lost) is not None:
-                self.opened.errback(lost)  # the TLS handshake failed: say so
+                opened.errback(lost)  # the TLS handshake failed: say so
                 return
             why = getattr(self, "wasNotCleanReason", None) or reason
-            self.opened.errback(WebSocketHandshakeError(
+            opened.errback(WebSocketHandshakeError(
                 why or "connection closed during the WebSocket handshake"))
             return
         # Sink first: whoever is woken by the source draining sees a closed stream.
@@ -508,12 +531,12 @@ def websocket_connection(request: Any, *,
         return defer.fail(NotAWebSocket(problem))
     factory = _server_factory((max_message_size, ping_interval, ping_timeout,
                                compression, buffer_size, clock))
-    protocol = _take_over(request, factory)
-    return protocol.opened
+    return _take_over(request, factory)
 
 
-def _take_over(request: Any, factory: WebSocketServerFactory) -> _ServerProtocol:
-    """Move the request's connection from twisted.web to an Autobahn protocol."""
+def _take_over(request: Any, factory: WebSocketServerFactory) -> Deferred:
+    """Move the request's connection from twisted.web to an Autobahn protocol;
+    the protocol's ``opened`` Deferred."""
     channel = request.channel
     transport, channel.transport = channel.transport, None
     protocol = factory.buildProtocol(transport.getPeer())
@@ -544,6 +567,8 @@ def _take_over(request: Any, factory: WebSocketServerFactory) -> _ServerProtocol
         protocol.aleph_headers = {k.decode("latin-1"): v.decode("latin-1")
                                   for k, v in site_headers}
     protocol.makeConnection(transport)
+    opened = protocol.opened
+    assert opened is not None  # made by connectionMade, fired by the handshake below
     # twisted.web may have paused reading while it handled the request; resume it.
     reader = _network_reader(transport)
     if hasattr(reader, "resumeProducing"):
@@ -557,10 +582,18 @@ def _take_over(request: Any, factory: WebSocketServerFactory) -> _ServerProtocol
     if early:
         channel._dataBuffer = []
     protocol.dataReceived(b"".join(head + list(early)))
-    return protocol
+    return opened
 
 
 # -- client ---------------------------------------------------------------------
+
+
+def _opened(protocol: _ClientProtocol) -> Deferred:
+    """The handshake's Deferred of a protocol just connected."""
+    opened = protocol.opened
+    if opened is None:  # cannot happen: connected means not yet opened or lost
+        return defer.fail(WebSocketHandshakeError("connection ended before it opened"))
+    return opened
 
 
 def websocket_client(url: str, *, headers: Optional[Mapping[str, str]] = None,
@@ -590,7 +623,7 @@ def websocket_client(url: str, *, headers: Optional[Mapping[str, str]] = None,
                compression, buffer_size, clock)
     endpoint: Any = endpoints.HostnameEndpoint(reactor, host, port)
     if not is_secure:
-        return endpoint.connect(factory).addCallback(lambda protocol: protocol.opened)
+        return endpoint.connect(factory).addCallback(_opened)
     creator = ssl.optionsForClientTLS(host) if tls is None else connection_creator(tls, host)
     endpoint = endpoints.wrapClientTLS(creator, endpoint)
 
@@ -600,7 +633,7 @@ def websocket_client(url: str, *, headers: Optional[Mapping[str, str]] = None,
         if reason is None:
             return failure
         raise TLSError(f"wss://{host}:{port}", reason) from failure.value
-    d = endpoint.connect(factory).addCallback(lambda protocol: protocol.opened)
+    d = endpoint.connect(factory).addCallback(_opened)
     return d.addErrback(name_tls)
 
 
