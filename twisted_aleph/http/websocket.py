@@ -573,15 +573,22 @@ def _take_over(request: Any, factory: WebSocketServerFactory) -> Deferred:
     reader = _network_reader(transport)
     if hasattr(reader, "resumeProducing"):
         reader.resumeProducing()
-    # Replay the handshake Autobahn needs, then anything the client sent after it.
+    # Replay the handshake Autobahn needs, then anything the client sent after
+    # it (frames may follow the request's headers in the same packet), which
+    # twisted.web holds in one of two places: bytes read while the handler
+    # ran are queued as a pipelined request would be (``_dataBuffer``); the
+    # rest of the read that carried the headers is still in the channel's
+    # line buffer when the handler upgrades at once, inside that read.
     head = [request.method + b" " + request.uri + b" HTTP/1.1\r\n"]
     for name, values in request.requestHeaders.getAllRawHeaders():
         head.append(name + b": " + b",".join(values) + b"\r\n")
     head.append(b"\r\n")
-    early = getattr(channel, "_dataBuffer", None) or []
-    if early:
-        channel._dataBuffer = []
-    protocol.dataReceived(b"".join(head + list(early)))
+    early = list(getattr(channel, "_dataBuffer", None) or [])
+    channel._dataBuffer = []
+    clear_line_buffer = getattr(channel, "clearLineBuffer", None)
+    if clear_line_buffer is not None:
+        early.append(clear_line_buffer())
+    protocol.dataReceived(b"".join(head + early))
     return opened
 
 
