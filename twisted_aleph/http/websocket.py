@@ -22,6 +22,13 @@ peer closing, failing a ping, or vanishing closes it. ``stream.info`` holds
 graceful shutdown sends every open WebSocket it accepted a close frame 1001,
 going away (:func:`going_away`; the site keeps them in ``site.websockets``,
 and the HTTP protocol a WebSocket took over points to it, ``aleph_websocket``).
+
+A peer's bad input (a protocol error, invalid UTF-8, a message over the
+maximum size, an invalid close code, a bad opening handshake, an unanswered
+ping) closes that connection only, with the close code RFC 6455 names, and
+is reported through a :class:`~twisted_aleph.peerlog.PeerLog`: counted,
+logged at most once per peer per interval, short, no traceback. Autobahn's
+own lines about such peers are demoted to debug.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from twisted.python.failure import Failure
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 
+from twisted_aleph.peerlog import PeerLog
 from twisted_aleph.stream import Edge, SplicedStream, Stream
 from twisted_aleph.stream.graph import attach
 from twisted_aleph.tls import TLSError, connection_creator, tls_error_in
@@ -64,7 +72,9 @@ DEFAULT_BUFFER_SIZE = 16
 CLOSE_NORMAL = WebSocketProtocol.CLOSE_STATUS_CODE_NORMAL
 CLOSE_MESSAGE_TOO_BIG = WebSocketProtocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG
 CLOSE_GOING_AWAY = WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY
+CLOSE_PROTOCOL_ERROR = WebSocketProtocol.CLOSE_STATUS_CODE_PROTOCOL_ERROR
 _OPEN = WebSocketProtocol.STATE_OPEN
+_CLOSED = WebSocketProtocol.STATE_CLOSED
 
 
 class NotAWebSocket(ValueError):
@@ -108,6 +118,51 @@ def handshake_problem(method: bytes, headers: Mapping[str, str]) -> Optional[str
 
 def _tokens(value: str) -> Tuple[str, ...]:
     return tuple(t.strip().lower() for t in value.split(","))
+
+
+def valid_close_code(code: int) -> bool:
+    """Whether a peer may send ``code`` in a close frame (RFC 6455 7.4):
+    the defined codes 1000-1003 and 1007-1013 (Autobahn's list), and 3000-4999
+    for libraries and applications. Not 0-999, the reserved 1004, nor 1005,
+    1006 and 1015 (which only report, never travel), 1014-2999 or 5000 and up."""
+    return 3000 <= code <= 4999 or code in WebSocketProtocol.CLOSE_STATUS_CODES_ALLOWED
+
+
+# -- logging: a peer's bad input goes to a PeerLog ------------------------------
+
+#: what a close code our side sends on failing a connection says of the peer's input
+_BAD_INPUT_KINDS = {
+    WebSocketProtocol.CLOSE_STATUS_CODE_PROTOCOL_ERROR: "protocol error",
+    WebSocketProtocol.CLOSE_STATUS_CODE_UNSUPPORTED_DATA: "unsupported data",
+    WebSocketProtocol.CLOSE_STATUS_CODE_INVALID_PAYLOAD: "invalid UTF-8",
+    WebSocketProtocol.CLOSE_STATUS_CODE_POLICY_VIOLATION: "policy violation",
+    WebSocketProtocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG: "message too big",
+}
+
+
+class _AutobahnLog:
+    """The logger Autobahn uses inside our protocols.
+
+    Autobahn logs each failed connection, unclean drop, bad handshake and
+    stray pong at info or warning level, one line per event with no rate
+    limit: a lever a hostile peer could pull on the log. Those lines are
+    demoted to debug here; the protocol reports the same events through its
+    :class:`PeerLog`. Errors and failures (a bug in code Autobahn calls) pass
+    through unchanged, tracebacks included.
+    """
+
+    __slots__ = ("_log",)
+
+    def __init__(self, autobahn_log: Any) -> None:
+        self._log = autobahn_log
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
+
+    def info(self, *args: Any, **kwargs: Any) -> None:
+        self._log.debug(*args, **kwargs)
+
+    warn = info
 
 
 # -- frames <-> stream --------------------------------------------------------
@@ -230,6 +285,7 @@ class _StreamBridge:
     factory: Any
     transport: Any
     state: int
+    failedByMe: bool
 
     def connectionMade(self) -> None:
         self.opened: Optional[Deferred] = Deferred()
@@ -367,16 +423,64 @@ class _StreamBridge:
             d.callback(True)
 
     def message_too_big_to_send(self, size: int) -> None:
-        """A put over max_message_size: refuse it loudly by closing with 1009."""
+        """A put over max_message_size: refuse it loudly by closing with 1009.
+        (The application's mistake, not the peer's: logged here, not counted.)"""
         log.warn("closing websocket to {peer}: outgoing message of {size} bytes "
                  "is over the maximum message size",
                  peer=self.info.get("remote_addr"), size=size)
-        self._fail_connection(CLOSE_MESSAGE_TOO_BIG, "message too big to send")  # type: ignore[attr-defined]
+        super()._fail_connection(CLOSE_MESSAGE_TOO_BIG, "message too big to send")  # type: ignore[misc]
+
+    # The peer's bad input: answered as RFC 6455 says, reported to the PeerLog --
+
+    #: where this connection reports its peer's bad input (else the factory's)
+    aleph_peer_log: Optional[PeerLog] = None
+
+    def bad_input(self, kind: str, detail: Any) -> None:
+        """Report the peer's bad input of ``kind`` (counted, rate-limited)."""
+        peer_log = self.aleph_peer_log or self.factory.aleph_peer_log
+        peer_log.bad_input(self.info.get("remote_addr"), kind, detail)
+
+    def _fail_connection(self, code: int = CLOSE_GOING_AWAY, reason: str = "going away") -> None:
+        """Autobahn's way to close on a protocol error, invalid UTF-8, a
+        message over the limit...: report the peer's fault (the first one:
+        Autobahn may trip over the rest of a bad frame again), then close."""
+        kind = _BAD_INPUT_KINDS.get(code)
+        if kind is not None and self.state != _CLOSED and not self.failedByMe:
+            self.bad_input(kind, reason)
+        super()._fail_connection(code, reason)  # type: ignore[misc]
+
+    def onCloseFrame(self, code: Optional[int], reasonRaw: Optional[bytes]) -> Any:
+        """A close frame with a code no peer may send (RFC 6455 7.4) is a
+        protocol error: answer close 1002 and hang up once it is written.
+        (Autobahn sends 1002 too, but then takes the peer's close as the
+        reply to its own and aborts the TCP connection: the 1002 never
+        leaves, the peer sees a reset.)"""
+        if code is not None and not valid_close_code(code):
+            self._fail_connection(CLOSE_PROTOCOL_ERROR, f"invalid close code {code}")
+            self.wasClean = False
+            self.wasNotCleanReason = f"the peer sent the invalid close code {code}"
+            self.dropConnection(abort=False)  # type: ignore[attr-defined]
+            return True  # read nothing more
+        return super().onCloseFrame(code, reasonRaw)  # type: ignore[misc]
+
+    def onAutoPingTimeout(self) -> None:
+        self.bad_input("ping timeout", "no pong in time: dropping the connection")
+        super().onAutoPingTimeout()  # type: ignore[misc]
+
+    def onCloseHandshakeTimeout(self) -> None:
+        if self.state != _CLOSED:
+            self.bad_input("close timeout", "no answer to our close frame in time")
+        super().onCloseHandshakeTimeout()  # type: ignore[misc]
 
 
 class _ServerProtocol(_StreamBridge, WebSocketServerProtocol):
+    log = _AutobahnLog(WebSocketServerProtocol.log)
     #: extra headers for the 101 answer: the site's ``response_headers``
     aleph_headers: Optional[Dict[str, str]] = None
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+        self.bad_input("bad handshake", reason)
+        super().failHandshake(reason, code, responseHeaders)
 
     def onConnect(self, request: Any) -> Any:
         self.info["headers"] = dict(request.headers)
@@ -387,6 +491,12 @@ class _ServerProtocol(_StreamBridge, WebSocketServerProtocol):
 
 
 class _ClientProtocol(_StreamBridge, WebSocketClientProtocol):
+    log = _AutobahnLog(WebSocketClientProtocol.log)
+
+    def failHandshake(self, reason: str) -> None:
+        self.bad_input("bad handshake", reason)
+        super().failHandshake(reason)
+
     def onConnect(self, response: Any) -> None:
         self.info["headers"] = dict(response.headers)
         return None
@@ -462,6 +572,9 @@ def _configure(factory: Any, server: bool, max_message_size: int,
             options["perMessageCompressionAccept"] = _accept_deflate_response
     factory.setProtocolOptions(**options)
     factory.aleph_buffer_size = buffer_size
+    # Where connections report their peers' bad input unless told otherwise.
+    factory.aleph_peer_log = PeerLog("websocket" if server else "websocket client",
+                                     clock=clock)
     if clock is not None:
         # Autobahn's timers (ping, close handshake) run on txaio's loop; tests pass a Clock.
         factory._batched_timer = _ClockTimer(clock)
@@ -514,12 +627,17 @@ def websocket_connection(request: Any, *,
                          ping_timeout: Optional[float] = DEFAULT_PING_TIMEOUT,
                          compression: bool = True,
                          buffer_size: int = DEFAULT_BUFFER_SIZE,
-                         clock: Any = None) -> Deferred:
+                         clock: Any = None,
+                         peer_log: Optional[PeerLog] = None) -> Deferred:
     """Upgrade a twisted.web ``request`` to a WebSocket: Deferred[SplicedStream].
 
     Fails with :class:`NotAWebSocket` (and touches nothing) when the request is
     not a valid handshake, so the handler can answer 400. On success it sets
     ``request.aleph_upgraded = True``: the HTTP server then writes no response.
+
+    ``peer_log``: where the peer's bad input is counted and logged (see
+    :mod:`twisted_aleph.peerlog`); default, the site's ``peer_log`` if it has
+    one, else one shared by the connections upgraded with the same options.
     """
     headers = {k.decode("latin-1").lower(): b",".join(v).decode("latin-1")
                for k, v in request.requestHeaders.getAllRawHeaders()}
@@ -531,15 +649,20 @@ def websocket_connection(request: Any, *,
         return defer.fail(NotAWebSocket(problem))
     factory = _server_factory((max_message_size, ping_interval, ping_timeout,
                                compression, buffer_size, clock))
-    return _take_over(request, factory)
+    if peer_log is None:
+        peer_log = getattr(getattr(request, "site", None), "peer_log", None)
+    return _take_over(request, factory, peer_log)
 
 
-def _take_over(request: Any, factory: WebSocketServerFactory) -> Deferred:
+def _take_over(request: Any, factory: WebSocketServerFactory,
+               peer_log: Optional[PeerLog] = None) -> Deferred:
     """Move the request's connection from twisted.web to an Autobahn protocol;
     the protocol's ``opened`` Deferred."""
     channel = request.channel
     transport, channel.transport = channel.transport, None
     protocol = factory.buildProtocol(transport.getPeer())
+    if peer_log is not None:
+        protocol.aleph_peer_log = peer_log
     if isinstance(transport, ProtocolWrapper):  # TLS
         protocol.http_protocol = transport.wrappedProtocol
         transport.wrappedProtocol = protocol
@@ -646,7 +769,7 @@ def websocket_client(url: str, *, headers: Optional[Mapping[str, str]] = None,
 
 __all__ = [
     "websocket_connection", "websocket_client", "websocket_close", "closed", "going_away",
-    "CLOSE_GOING_AWAY",
-    "handshake_problem",
+    "CLOSE_GOING_AWAY", "CLOSE_PROTOCOL_ERROR",
+    "handshake_problem", "valid_close_code",
     "NotAWebSocket", "WebSocketHandshakeError", "DEFAULT_MAX_MESSAGE_SIZE",
 ]
