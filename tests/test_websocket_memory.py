@@ -9,6 +9,8 @@ references that the protocol, its stream and the HTTP channel it took over are
 gone as soon as the connection is: on the server (with and without
 permessage-deflate, over TLS, whoever closes and however) and on the client.
 CPython only: PyPy has no reference counting, its collector frees everything.
+On both: permessage-deflate's zlib compressor, memory the collector does not
+see, is ended when its connection closes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import gc
 import os
 import platform
 import weakref
+import zlib
 from typing import Any, Dict, List
 
 from klein import Klein
@@ -197,3 +200,30 @@ class FreedWithoutTheCollectorTests(unittest.TestCase):
 
     def test_client_side_without_compression(self) -> Deferred:
         return defer.ensureDeferred(self._client_side(False))
+
+
+class DeflateMemoryTests(unittest.TestCase):
+    """permessage-deflate's zlib memory is released when the connection
+    closes, not when a collector gets round to its objects (PyPy's rarely
+    does: it does not see zlib's memory)."""
+
+    async def _compressor_ended(self) -> None:
+        server = WatchedServer(self)
+        conn = await bounded(websocket_client(server.url("/echo")))
+        await conn.put("compress me " * 20)
+        self.assertEqual(await bounded(conn.take()), "compress me " * 20)
+        protocol = server.refs[0]["protocol"]()
+        deflate = protocol._perMessageCompress
+        compressor = deflate._compressor
+        self.assertIsNotNone(compressor)
+        compressor.compress(b"still usable")
+        del protocol
+        await bounded(websocket_close(conn))
+        await server.all_ended()
+        self.assertIsNone(deflate._compressor)
+        self.assertIsNone(deflate._decompressor)
+        with self.assertRaises(zlib.error):  # its zlib stream is ended: memory freed
+            compressor.compress(b"x")
+
+    def test_closing_ends_the_zlib_compressor(self) -> Deferred:
+        return defer.ensureDeferred(self._compressor_ended())

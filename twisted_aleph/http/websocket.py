@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import zlib
 from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Tuple
 
 from autobahn.exception import PayloadExceededError
@@ -163,6 +164,43 @@ class _AutobahnLog:
         self._log.debug(*args, **kwargs)
 
     warn = info
+
+
+# -- permessage-deflate's native memory -----------------------------------------
+
+try:  # PyPy: tell its collector about memory it cannot see
+    from __pypy__ import add_memory_pressure as _add_memory_pressure  # type: ignore[import-not-found]
+except ImportError:
+    _add_memory_pressure = None
+
+#: zlib memory a permessage-deflate connection holds outside Python's heap:
+#: a deflate stream (~262 KiB at zlib's default memLevel 8, window 32 KiB)
+#: and an inflate stream (~7 KiB and a 32 KiB window).
+DEFLATE_NATIVE_BYTES = 262 * 1024 + 39 * 1024
+
+
+def _deflate_opened() -> None:
+    """A connection negotiated permessage-deflate: on PyPy, tell the
+    collector the zlib memory it will hold. PyPy sees only the small Python
+    objects of a connection, so without this it rarely runs a major
+    collection, the only one that frees zlib streams: 40,000 compressed
+    connections held 4 GB. (CPython frees them with their objects.)"""
+    if _add_memory_pressure is not None:
+        _add_memory_pressure(DEFLATE_NATIVE_BYTES)
+
+
+def _end_deflate(deflate: Any) -> None:
+    """Release a closed connection's permessage-deflate streams now:
+    ``flush(Z_FINISH)`` frees the compressor's zlib memory on both
+    interpreters, whoever still holds the Python objects. (zlib's Python
+    binding has no way to end a decompressor early; it goes with its object.)"""
+    compressor, deflate._compressor = getattr(deflate, "_compressor", None), None
+    deflate._decompressor = None
+    if compressor is not None:
+        try:
+            compressor.flush(zlib.Z_FINISH)
+        except zlib.error:
+            pass  # ended already: nothing to free
 
 
 # -- frames <-> stream --------------------------------------------------------
@@ -341,12 +379,17 @@ class _StreamBridge:
         self._incoming = self._outgoing = None  # type: ignore[assignment]
         self.is_closed = self.is_open = defer.succeed(None)
         self.lost_reason = None
+        deflate = getattr(self, "_perMessageCompress", None)
+        if deflate is not None:
+            _end_deflate(deflate)
 
     # Autobahn callbacks ------------------------------------------------------
 
     def onOpen(self) -> None:
         extensions = getattr(self, "websocket_extensions_in_use", None) or []
         self.info["extensions"] = [e.EXTENSION_NAME for e in extensions]
+        if getattr(self, "_perMessageCompress", None) is not None:
+            _deflate_opened()
         self.stream = SplicedStream(self._outgoing, self._incoming, self.info)
         attach(self._outgoing, _FrameWriter(self))
         opened, self.opened = self.opened, None
