@@ -135,15 +135,23 @@ class _ConnectionTracker:
         self._make(transport)
 
     def connection_lost(self, reason: Any) -> None:
+        lost = self._lost
+        if lost is None:
+            return  # told already
         self.channels.discard(self.protocol)
         if self.transport is not None:
             self.server.untrack(self.transport)
-        self._lost(reason)
+        # The protocol holds this tracker's methods and this tracker the
+        # protocol: let go, so reference counting frees both once closed.
+        self.protocol = self.transport = self._make = self._lost = None
+        lost(reason)
 
     def end(self) -> None:
         """The connection's graceful end (``Server.close(graceful=True)``): a
         WebSocket that took it over is told the server is going away (close
         1001); an HTTP connection finishes the request in flight, then closes."""
+        if self.protocol is None:
+            return  # gone already
         websocket = getattr(self.protocol, "aleph_websocket", None)
         if websocket is not None:
             from twisted_aleph.http.websocket import going_away

@@ -22,12 +22,20 @@ peer closing, failing a ping, or vanishing closes it. ``stream.info`` holds
 graceful shutdown sends every open WebSocket it accepted a close frame 1001,
 going away (:func:`going_away`; the site keeps them in ``site.websockets``,
 and the HTTP protocol a WebSocket took over points to it, ``aleph_websocket``).
+
+A peer's bad input (a protocol error, invalid UTF-8, a message over the
+maximum size, an invalid close code, a bad opening handshake, an unanswered
+ping) closes that connection only, with the close code RFC 6455 names, and
+is reported through a :class:`~twisted_aleph.peerlog.PeerLog`: counted,
+logged at most once per peer per interval, short, no traceback. Autobahn's
+own lines about such peers are demoted to debug.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import zlib
 from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Tuple
 
 from autobahn.exception import PayloadExceededError
@@ -47,6 +55,7 @@ from twisted.python.failure import Failure
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 
+from twisted_aleph.peerlog import PeerLog
 from twisted_aleph.stream import SplicedStream, Stream
 from twisted_aleph.stream.core import Edge, attach
 from twisted_aleph.tls import TLSError, connection_creator, tls_error_in
@@ -64,7 +73,9 @@ DEFAULT_BUFFER_SIZE = 16
 CLOSE_NORMAL = WebSocketProtocol.CLOSE_STATUS_CODE_NORMAL
 CLOSE_MESSAGE_TOO_BIG = WebSocketProtocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG
 CLOSE_GOING_AWAY = WebSocketProtocol.CLOSE_STATUS_CODE_GOING_AWAY
+CLOSE_PROTOCOL_ERROR = WebSocketProtocol.CLOSE_STATUS_CODE_PROTOCOL_ERROR
 _OPEN = WebSocketProtocol.STATE_OPEN
+_CLOSED = WebSocketProtocol.STATE_CLOSED
 
 
 class NotAWebSocket(ValueError):
@@ -108,6 +119,88 @@ def handshake_problem(method: bytes, headers: Mapping[str, str]) -> Optional[str
 
 def _tokens(value: str) -> Tuple[str, ...]:
     return tuple(t.strip().lower() for t in value.split(","))
+
+
+def valid_close_code(code: int) -> bool:
+    """Whether a peer may send ``code`` in a close frame (RFC 6455 7.4):
+    the defined codes 1000-1003 and 1007-1013 (Autobahn's list), and 3000-4999
+    for libraries and applications. Not 0-999, the reserved 1004, nor 1005,
+    1006 and 1015 (which only report, never travel), 1014-2999 or 5000 and up."""
+    return 3000 <= code <= 4999 or code in WebSocketProtocol.CLOSE_STATUS_CODES_ALLOWED
+
+
+# -- logging: a peer's bad input goes to a PeerLog ------------------------------
+
+#: what a close code our side sends on failing a connection says of the peer's input
+_BAD_INPUT_KINDS = {
+    WebSocketProtocol.CLOSE_STATUS_CODE_PROTOCOL_ERROR: "protocol error",
+    WebSocketProtocol.CLOSE_STATUS_CODE_UNSUPPORTED_DATA: "unsupported data",
+    WebSocketProtocol.CLOSE_STATUS_CODE_INVALID_PAYLOAD: "invalid UTF-8",
+    WebSocketProtocol.CLOSE_STATUS_CODE_POLICY_VIOLATION: "policy violation",
+    WebSocketProtocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG: "message too big",
+}
+
+
+class _AutobahnLog:
+    """The logger Autobahn uses inside our protocols.
+
+    Autobahn logs each failed connection, unclean drop, bad handshake and
+    stray pong at info or warning level, one line per event with no rate
+    limit: a lever a hostile peer could pull on the log. Those lines are
+    demoted to debug here; the protocol reports the same events through its
+    :class:`PeerLog`. Errors and failures (a bug in code Autobahn calls) pass
+    through unchanged, tracebacks included.
+    """
+
+    __slots__ = ("_log",)
+
+    def __init__(self, autobahn_log: Any) -> None:
+        self._log = autobahn_log
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._log, name)
+
+    def info(self, *args: Any, **kwargs: Any) -> None:
+        self._log.debug(*args, **kwargs)
+
+    warn = info
+
+
+# -- permessage-deflate's native memory -----------------------------------------
+
+try:  # PyPy: tell its collector about memory it cannot see
+    from __pypy__ import add_memory_pressure as _add_memory_pressure  # type: ignore[import-not-found]
+except ImportError:
+    _add_memory_pressure = None
+
+#: zlib memory a permessage-deflate connection holds outside Python's heap:
+#: a deflate stream (~262 KiB at zlib's default memLevel 8, window 32 KiB)
+#: and an inflate stream (~7 KiB and a 32 KiB window).
+DEFLATE_NATIVE_BYTES = 262 * 1024 + 39 * 1024
+
+
+def _deflate_opened() -> None:
+    """A connection negotiated permessage-deflate: on PyPy, tell the
+    collector the zlib memory it will hold. PyPy sees only the small Python
+    objects of a connection, so without this it rarely runs a major
+    collection, the only one that frees zlib streams: 40,000 compressed
+    connections held 4 GB. (CPython frees them with their objects.)"""
+    if _add_memory_pressure is not None:
+        _add_memory_pressure(DEFLATE_NATIVE_BYTES)
+
+
+def _end_deflate(deflate: Any) -> None:
+    """Release a closed connection's permessage-deflate streams now:
+    ``flush(Z_FINISH)`` frees the compressor's zlib memory on both
+    interpreters, whoever still holds the Python objects. (zlib's Python
+    binding has no way to end a decompressor early; it goes with its object.)"""
+    compressor, deflate._compressor = getattr(deflate, "_compressor", None), None
+    deflate._decompressor = None
+    if compressor is not None:
+        try:
+            compressor.flush(zlib.Z_FINISH)
+        except zlib.error:
+            pass  # ended already: nothing to free
 
 
 # -- frames <-> stream --------------------------------------------------------
@@ -216,15 +309,24 @@ class _StreamBridge:
     """Mixed into Autobahn's protocols: WebSocket messages <-> a duplex Stream.
 
     ``opened`` fires with the stream once the handshake is done, or fails with
-    :class:`WebSocketHandshakeError` if the connection ends first.
+    :class:`WebSocketHandshakeError` if the connection ends first; it is None
+    once fired (take it before: ``_take_over`` and ``websocket_client`` do).
+
+    Memory: a closed connection is freed by reference counting alone, not
+    left to CPython's cyclic collector (which a tuned server runs rarely, so
+    40,000 closed connections would pile up). The stream points at this
+    protocol (``websocket_close`` needs it), so this protocol must not point
+    back at the stream once closed: ``opened`` does not keep the stream it
+    fired with, and :meth:`_forget` drops the rest when the connection is lost.
     """
 
     factory: Any
     transport: Any
     state: int
+    failedByMe: bool
 
     def connectionMade(self) -> None:
-        self.opened: Deferred = Deferred()
+        self.opened: Optional[Deferred] = Deferred()
         self.info: Dict[str, Any] = {}
         self.stream: Optional[SplicedStream] = None
         self._incoming = Stream(self.factory.aleph_buffer_size, "websocket in")
@@ -265,15 +367,34 @@ class _StreamBridge:
         registry = getattr(self, "aleph_registry", None)
         if registry is not None:
             registry.discard(self)
+        self._forget()
+
+    def _forget(self) -> None:
+        """Break the reference cycles a closed connection would otherwise sit
+        in until the cyclic collector runs: this protocol -> its stream (and
+        the stream's writer edge) -> this protocol; Autobahn's ``is_closed``,
+        which fires with the protocol itself; the reason of the loss, whose
+        traceback (if any) holds frames that hold the protocol."""
+        self.stream = None
+        self._incoming = self._outgoing = None  # type: ignore[assignment]
+        self.is_closed = self.is_open = defer.succeed(None)
+        self.lost_reason = None
+        deflate = getattr(self, "_perMessageCompress", None)
+        if deflate is not None:
+            _end_deflate(deflate)
 
     # Autobahn callbacks ------------------------------------------------------
 
     def onOpen(self) -> None:
         extensions = getattr(self, "websocket_extensions_in_use", None) or []
         self.info["extensions"] = [e.EXTENSION_NAME for e in extensions]
+        if getattr(self, "_perMessageCompress", None) is not None:
+            _deflate_opened()
         self.stream = SplicedStream(self._outgoing, self._incoming, self.info)
         attach(self._outgoing, _FrameWriter(self))
-        self.opened.callback(self.stream)
+        opened, self.opened = self.opened, None
+        if opened is not None:
+            opened.callback(self.stream)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         msg: Any = payload if isBinary else payload.decode("utf-8")
@@ -304,13 +425,14 @@ class _StreamBridge:
         self.info["close_reason"] = reason
         self.info["local_close_code"] = getattr(self, "localCloseCode", None)
         self.ended.callback(self.info)
-        if not self.opened.called:
+        opened, self.opened = self.opened, None
+        if opened is not None:
             lost = getattr(self, "lost_reason", None)
             if lost is not None and tls_error_in(lost) is not None:
-                self.opened.errback(lost)  # the TLS handshake failed: say so
+                opened.errback(lost)  # the TLS handshake failed: say so
                 return
             why = getattr(self, "wasNotCleanReason", None) or reason
-            self.opened.errback(WebSocketHandshakeError(
+            opened.errback(WebSocketHandshakeError(
                 why or "connection closed during the WebSocket handshake"))
             return
         # Sink first: whoever is woken by the source draining sees a closed stream.
@@ -344,16 +466,64 @@ class _StreamBridge:
             d.callback(True)
 
     def message_too_big_to_send(self, size: int) -> None:
-        """A put over max_message_size: refuse it loudly by closing with 1009."""
+        """A put over max_message_size: refuse it loudly by closing with 1009.
+        (The application's mistake, not the peer's: logged here, not counted.)"""
         log.warn("closing websocket to {peer}: outgoing message of {size} bytes "
                  "is over the maximum message size",
                  peer=self.info.get("remote_addr"), size=size)
-        self._fail_connection(CLOSE_MESSAGE_TOO_BIG, "message too big to send")  # type: ignore[attr-defined]
+        super()._fail_connection(CLOSE_MESSAGE_TOO_BIG, "message too big to send")  # type: ignore[misc]
+
+    # The peer's bad input: answered as RFC 6455 says, reported to the PeerLog --
+
+    #: where this connection reports its peer's bad input (else the factory's)
+    aleph_peer_log: Optional[PeerLog] = None
+
+    def bad_input(self, kind: str, detail: Any) -> None:
+        """Report the peer's bad input of ``kind`` (counted, rate-limited)."""
+        peer_log = self.aleph_peer_log or self.factory.aleph_peer_log
+        peer_log.bad_input(self.info.get("remote_addr"), kind, detail)
+
+    def _fail_connection(self, code: int = CLOSE_GOING_AWAY, reason: str = "going away") -> None:
+        """Autobahn's way to close on a protocol error, invalid UTF-8, a
+        message over the limit...: report the peer's fault (the first one:
+        Autobahn may trip over the rest of a bad frame again), then close."""
+        kind = _BAD_INPUT_KINDS.get(code)
+        if kind is not None and self.state != _CLOSED and not self.failedByMe:
+            self.bad_input(kind, reason)
+        super()._fail_connection(code, reason)  # type: ignore[misc]
+
+    def onCloseFrame(self, code: Optional[int], reasonRaw: Optional[bytes]) -> Any:
+        """A close frame with a code no peer may send (RFC 6455 7.4) is a
+        protocol error: answer close 1002 and hang up once it is written.
+        (Autobahn sends 1002 too, but then takes the peer's close as the
+        reply to its own and aborts the TCP connection: the 1002 never
+        leaves, the peer sees a reset.)"""
+        if code is not None and not valid_close_code(code):
+            self._fail_connection(CLOSE_PROTOCOL_ERROR, f"invalid close code {code}")
+            self.wasClean = False
+            self.wasNotCleanReason = f"the peer sent the invalid close code {code}"
+            self.dropConnection(abort=False)  # type: ignore[attr-defined]
+            return True  # read nothing more
+        return super().onCloseFrame(code, reasonRaw)  # type: ignore[misc]
+
+    def onAutoPingTimeout(self) -> None:
+        self.bad_input("ping timeout", "no pong in time: dropping the connection")
+        super().onAutoPingTimeout()  # type: ignore[misc]
+
+    def onCloseHandshakeTimeout(self) -> None:
+        if self.state != _CLOSED:
+            self.bad_input("close timeout", "no answer to our close frame in time")
+        super().onCloseHandshakeTimeout()  # type: ignore[misc]
 
 
 class _ServerProtocol(_StreamBridge, WebSocketServerProtocol):
+    log = _AutobahnLog(WebSocketServerProtocol.log)
     #: extra headers for the 101 answer: the site's ``response_headers``
     aleph_headers: Optional[Dict[str, str]] = None
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
+        self.bad_input("bad handshake", reason)
+        super().failHandshake(reason, code, responseHeaders)
 
     def onConnect(self, request: Any) -> Any:
         self.info["headers"] = dict(request.headers)
@@ -364,6 +534,12 @@ class _ServerProtocol(_StreamBridge, WebSocketServerProtocol):
 
 
 class _ClientProtocol(_StreamBridge, WebSocketClientProtocol):
+    log = _AutobahnLog(WebSocketClientProtocol.log)
+
+    def failHandshake(self, reason: str) -> None:
+        self.bad_input("bad handshake", reason)
+        super().failHandshake(reason)
+
     def onConnect(self, response: Any) -> None:
         self.info["headers"] = dict(response.headers)
         return None
@@ -439,6 +615,9 @@ def _configure(factory: Any, server: bool, max_message_size: int,
             options["perMessageCompressionAccept"] = _accept_deflate_response
     factory.setProtocolOptions(**options)
     factory.aleph_buffer_size = buffer_size
+    # Where connections report their peers' bad input unless told otherwise.
+    factory.aleph_peer_log = PeerLog("websocket" if server else "websocket client",
+                                     clock=clock)
     if clock is not None:
         # Autobahn's timers (ping, close handshake) run on txaio's loop; tests pass a Clock.
         factory._batched_timer = _ClockTimer(clock)
@@ -491,12 +670,17 @@ def websocket_connection(request: Any, *,
                          ping_timeout: Optional[float] = DEFAULT_PING_TIMEOUT,
                          compression: bool = True,
                          buffer_size: int = DEFAULT_BUFFER_SIZE,
-                         clock: Any = None) -> Deferred:
+                         clock: Any = None,
+                         peer_log: Optional[PeerLog] = None) -> Deferred:
     """Upgrade a twisted.web ``request`` to a WebSocket: Deferred[SplicedStream].
 
     Fails with :class:`NotAWebSocket` (and touches nothing) when the request is
     not a valid handshake, so the handler can answer 400. On success it sets
     ``request.aleph_upgraded = True``: the HTTP server then writes no response.
+
+    ``peer_log``: where the peer's bad input is counted and logged (see
+    :mod:`twisted_aleph.peerlog`); default, the site's ``peer_log`` if it has
+    one, else one shared by the connections upgraded with the same options.
     """
     headers = {k.decode("latin-1").lower(): b",".join(v).decode("latin-1")
                for k, v in request.requestHeaders.getAllRawHeaders()}
@@ -508,15 +692,20 @@ def websocket_connection(request: Any, *,
         return defer.fail(NotAWebSocket(problem))
     factory = _server_factory((max_message_size, ping_interval, ping_timeout,
                                compression, buffer_size, clock))
-    protocol = _take_over(request, factory)
-    return protocol.opened
+    if peer_log is None:
+        peer_log = getattr(getattr(request, "site", None), "peer_log", None)
+    return _take_over(request, factory, peer_log)
 
 
-def _take_over(request: Any, factory: WebSocketServerFactory) -> _ServerProtocol:
-    """Move the request's connection from twisted.web to an Autobahn protocol."""
+def _take_over(request: Any, factory: WebSocketServerFactory,
+               peer_log: Optional[PeerLog] = None) -> Deferred:
+    """Move the request's connection from twisted.web to an Autobahn protocol;
+    the protocol's ``opened`` Deferred."""
     channel = request.channel
     transport, channel.transport = channel.transport, None
     protocol = factory.buildProtocol(transport.getPeer())
+    if peer_log is not None:
+        protocol.aleph_peer_log = peer_log
     if isinstance(transport, ProtocolWrapper):  # TLS
         protocol.http_protocol = transport.wrappedProtocol
         transport.wrappedProtocol = protocol
@@ -544,23 +733,40 @@ def _take_over(request: Any, factory: WebSocketServerFactory) -> _ServerProtocol
         protocol.aleph_headers = {k.decode("latin-1"): v.decode("latin-1")
                                   for k, v in site_headers}
     protocol.makeConnection(transport)
+    opened = protocol.opened
+    assert opened is not None  # made by connectionMade, fired by the handshake below
     # twisted.web may have paused reading while it handled the request; resume it.
     reader = _network_reader(transport)
     if hasattr(reader, "resumeProducing"):
         reader.resumeProducing()
-    # Replay the handshake Autobahn needs, then anything the client sent after it.
+    # Replay the handshake Autobahn needs, then anything the client sent after
+    # it (frames may follow the request's headers in the same packet), which
+    # twisted.web holds in one of two places: bytes read while the handler
+    # ran are queued as a pipelined request would be (``_dataBuffer``); the
+    # rest of the read that carried the headers is still in the channel's
+    # line buffer when the handler upgrades at once, inside that read.
     head = [request.method + b" " + request.uri + b" HTTP/1.1\r\n"]
     for name, values in request.requestHeaders.getAllRawHeaders():
         head.append(name + b": " + b",".join(values) + b"\r\n")
     head.append(b"\r\n")
-    early = getattr(channel, "_dataBuffer", None) or []
-    if early:
-        channel._dataBuffer = []
-    protocol.dataReceived(b"".join(head + list(early)))
-    return protocol
+    early = list(getattr(channel, "_dataBuffer", None) or [])
+    channel._dataBuffer = []
+    clear_line_buffer = getattr(channel, "clearLineBuffer", None)
+    if clear_line_buffer is not None:
+        early.append(clear_line_buffer())
+    protocol.dataReceived(b"".join(head + early))
+    return opened
 
 
 # -- client ---------------------------------------------------------------------
+
+
+def _opened(protocol: _ClientProtocol) -> Deferred:
+    """The handshake's Deferred of a protocol just connected."""
+    opened = protocol.opened
+    if opened is None:  # cannot happen: connected means not yet opened or lost
+        return defer.fail(WebSocketHandshakeError("connection ended before it opened"))
+    return opened
 
 
 def websocket_client(url: str, *, headers: Optional[Mapping[str, str]] = None,
@@ -590,7 +796,7 @@ def websocket_client(url: str, *, headers: Optional[Mapping[str, str]] = None,
                compression, buffer_size, clock)
     endpoint: Any = endpoints.HostnameEndpoint(reactor, host, port)
     if not is_secure:
-        return endpoint.connect(factory).addCallback(lambda protocol: protocol.opened)
+        return endpoint.connect(factory).addCallback(_opened)
     creator = ssl.optionsForClientTLS(host) if tls is None else connection_creator(tls, host)
     endpoint = endpoints.wrapClientTLS(creator, endpoint)
 
@@ -600,13 +806,13 @@ def websocket_client(url: str, *, headers: Optional[Mapping[str, str]] = None,
         if reason is None:
             return failure
         raise TLSError(f"wss://{host}:{port}", reason) from failure.value
-    d = endpoint.connect(factory).addCallback(lambda protocol: protocol.opened)
+    d = endpoint.connect(factory).addCallback(_opened)
     return d.addErrback(name_tls)
 
 
 __all__ = [
     "websocket_connection", "websocket_client", "websocket_close", "closed", "going_away",
-    "CLOSE_GOING_AWAY",
-    "handshake_problem",
+    "CLOSE_GOING_AWAY", "CLOSE_PROTOCOL_ERROR",
+    "handshake_problem", "valid_close_code",
     "NotAWebSocket", "WebSocketHandshakeError", "DEFAULT_MAX_MESSAGE_SIZE",
 ]
