@@ -19,12 +19,14 @@ import warnings
 from typing import Any, Dict, List
 
 from twisted.internet import defer
+from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 from twisted.web import resource
 from twisted.web.http_headers import Headers
 
 from twisted_aleph import edn, http
+from twisted_aleph.peerlog import PeerLog
 from twisted_aleph.http.client import ConnectionPool
 from twisted_aleph.http.testing import stub_pool
 
@@ -165,14 +167,20 @@ class CookieTests(unittest.TestCase):
         seen: List[Dict[str, Any]] = []
         globalLogPublisher.addObserver(seen.append)
         self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        clock = Clock()
+        self.pool.cookies.peer_log = PeerLog("http-client", clock=clock)
         resp = self.call("/bad-cookies")
         self.assertEqual((resp["status"], resp["body"].read()), (200, b"ok"))
         self.assertEqual(sorted(c.name for c in self.pool.cookies), ["also", "good"])
-        warnings = [e for e in seen if "Set-Cookie" in e.get("log_format", "")]
-        self.assertEqual(len(warnings), 1)
-        self.assertEqual(warnings[0]["server"], "http://app.test:80")
-        self.assertEqual(warnings[0]["count"], 1)
-        self.assertNotIn("log_failure", warnings[0])  # a line, no traceback
+        lines = [e for e in seen if e.get("kind") == "bad Set-Cookie"]
+        self.assertEqual(len(lines), 1)
+        self.assertEqual(lines[0]["peer"], "http://app.test:80")
+        self.assertIn("\\xff\\xfe=\\x00", lines[0]["shown"])
+        self.assertNotIn("log_failure", lines[0])  # a line, no traceback
+        self.assertEqual(self.pool.cookies.peer_log.counts, {"bad Set-Cookie": 1})
+        self.call("/bad-cookies")  # the same server again at once: counted, not logged
+        self.assertEqual(len([e for e in seen if e.get("kind") == "bad Set-Cookie"]), 1)
+        self.assertEqual(self.pool.cookies.peer_log.counts, {"bad Set-Cookie": 2})
         # the pool still works, and sends what it kept
         self.assertEqual(sorted(self.echoed()["cookie"].split("; ")), ["also=2", "good=1"])
 

@@ -10,8 +10,9 @@ in pool.cookies}``) or indexing, empty it with ``pool.cookies.clear()``.
 :class:`CookieStore` adds one thing: a ``Set-Cookie`` header the standard
 library cannot read at all (non-ASCII bytes make ``http.cookiejar`` raise,
 which would fail the whole request inside ``CookieAgent``) is ignored, as
-RFC 6265 tells user agents to, with a rate-limited log line naming the
-server; the response and its other cookies are kept.
+RFC 6265 tells user agents to, and reported as a peer's bad input (the
+project's :class:`~twisted_aleph.peerlog.PeerLog`: rate-limited per server,
+a short excerpt, no traceback); the response and its other cookies are kept.
 
 :func:`request_cookies` gives one request its ``cookies=`` (a dict, scoped
 to the request's origin with treq's ``scoped_cookie``, or a ``CookieJar``)
@@ -21,22 +22,26 @@ responses set still goes to the pool's jar.
 
 from __future__ import annotations
 
-import time
-from http.cookiejar import Cookie, CookieJar
+from http.cookiejar import Cookie, CookieJar, CookiePolicy
 from typing import Any, Iterable, List, Optional, cast
 
 from treq.cookies import IndexableCookieJar, scoped_cookie
-from twisted.logger import Logger
 from twisted.web.client import URI
 
-from twisted_aleph.udp import LogThrottle
+from twisted_aleph.peerlog import PeerLog
 
-log = Logger()
-_throttle = LogThrottle(10.0)
+#: where every pool reports unreadable Set-Cookie headers, unless given its own
+BAD_COOKIES = PeerLog("http-client")
 
 
 class CookieStore(IndexableCookieJar):
-    """A pool's cookie jar (see the module doc)."""
+    """A pool's cookie jar (see the module doc); ``peer_log`` hears of the
+    ``Set-Cookie`` headers it ignores (default :data:`BAD_COOKIES`)."""
+
+    def __init__(self, policy: Optional[CookiePolicy] = None, *,
+                 peer_log: Optional[PeerLog] = None) -> None:
+        super().__init__(policy)
+        self.peer_log = peer_log if peer_log is not None else BAD_COOKIES
 
     def extract_cookies(self, response: Any, request: Any) -> None:
         try:
@@ -57,14 +62,10 @@ class CookieStore(IndexableCookieJar):
             self._log_bad(bad, request)
 
     def _log_bad(self, bad: List[bytes], request: Any) -> None:
-        allowed, suppressed = _throttle.allow(time.monotonic())
-        if not allowed:
-            return
         server = _server_of(request)
-        more = f" ({suppressed} similar lines suppressed)" if suppressed else ""
-        log.warn("ignored {count} unreadable Set-Cookie header(s) from {server},"
-                 " e.g. {sample}{more}", count=len(bad), server=server,
-                 sample=bad[0][:60], more=more)
+        for value in bad:
+            self.peer_log.bad_input(server, "bad Set-Cookie", "unreadable, ignored",
+                                    payload=value)
 
 
 class _RequestJar(CookieStore):
