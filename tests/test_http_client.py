@@ -538,7 +538,7 @@ class TimeoutTests(unittest.TestCase):
         from twisted_aleph.http.client import ConnectionPool
         url, _ = self.stall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         clock = Clock()
-        pool = ConnectionPool(self.pool().http_client, reactor=clock)
+        pool = ConnectionPool(self.pool().agent, reactor=clock)
         d = http.get(url, pool=pool, timeout=5)
         self.assertEqual(len(clock.getDelayedCalls()), 1)
         resp = yield d
@@ -552,7 +552,7 @@ class TimeoutTests(unittest.TestCase):
         url, lost = self.stall(self.HEADERS)
         clock = Clock()
         raw = self.pool(raw_stream=True)
-        pool = ConnectionPool(raw.http_client, raw_stream=True, reactor=clock)
+        pool = ConnectionPool(raw.agent, raw_stream=True, reactor=clock)
         resp = yield http.get(url, pool=pool, timeout=5)
         self.assertEqual(resp["status"], 200)
         self.assertEqual(clock.getDelayedCalls(), [])  # the body is the caller's to time

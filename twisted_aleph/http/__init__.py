@@ -4,7 +4,9 @@ Server: ``start_server(handler, port)`` (:mod:`.server`) serves a Klein
 app whose routes may return Ring-style response maps (:mod:`.ring`);
 routing and error pages are :mod:`.resource`'s; ``BadRequest`` makes a
 400. Client: ``get``/``post``/``put``/``delete``/``request`` and
-``connection_pool`` (see :mod:`.client`). Streamed bodies both ways are in
+``connection_pool`` (see :mod:`.client`; limits and timeouts in :mod:`.pool`,
+proxies in :mod:`.proxy`, cookies in :mod:`.cookies`, bodies in
+:mod:`.content`, what it raises in :mod:`.errors`). Streamed bodies both ways are in
 :mod:`.body`; in-memory test helpers in :mod:`.testing`. WebSocket:
 ``websocket_connection`` and ``websocket_client`` (:mod:`.websocket`).
 """
@@ -15,7 +17,11 @@ import warnings
 from typing import Any
 
 from twisted_aleph.http.client import (
-    BodyTooLarge, ConnectionPool, HTTPError, connection_pool, delete, get, head, post, put, request,
+    ConnectionPool, connection_pool, delete, get, head, post, put, request,
+)
+from twisted_aleph.http.errors import (
+    BadResponseBody, BodyTooLarge, ConnectTimeout, HTTPError, MultipartError, PoolTimeout,
+    ProxyError, ReadTimeout, RequestTimeout, TimeoutError, TooManyRedirects,
 )
 from twisted_aleph.http.resource import RingResource, handler_resource
 from twisted_aleph.http.ring import BadRequest
@@ -27,7 +33,9 @@ from twisted_aleph.http.websocket import (
 __all__ = [
     "start_server", "BadRequest", "RingResource", "HTTPServerService", "handler_resource",
     "connection_pool", "ConnectionPool", "HTTPError", "BodyTooLarge", "request", "get",
-    "post", "put", "delete", "head", "websocket_connection", "websocket_client",
+    "post", "put", "delete", "head", "TimeoutError", "ConnectTimeout", "PoolTimeout", "ReadTimeout",
+    "RequestTimeout", "ProxyError", "TooManyRedirects", "BadResponseBody", "MultipartError",
+    "websocket_connection", "websocket_client",
     "websocket_close", "closed", "NotAWebSocket",
 ]
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, succeed
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
@@ -66,9 +65,8 @@ class StubPool(ConnectionPool):
     """A connection pool served in memory by one handler; ``flush()`` pumps."""
 
     def __init__(self, handler: Any, *, raw_stream: bool = False) -> None:
-        self.agent = RequestTraversalAgent(handler_resource(handler))
-        client = HTTPClient(self.agent, data_to_body_producer=_body_producer)
-        super().__init__(client, raw_stream=raw_stream)
+        agent = RequestTraversalAgent(handler_resource(handler))
+        super().__init__(agent, raw_stream=raw_stream, body_producer=_body_producer)
 
     def flush(self) -> None:
         """Move every pending byte between the in-memory clients and server."""
