@@ -992,3 +992,113 @@ class GraceTests(unittest.TestCase):
         self.assertTrue(closed(conn))
         server.clock.advance(CLOSE_GRACE)
         self.assertTrue(conn.transport.disconnected or conn.transport.disconnecting)
+
+
+class PlainChannelTests(unittest.TestCase):
+    """AlephRequest under a channel that only has twisted.web's hooks (what an
+    HTTP/2 stream is today): caps still apply through ``gotLength``; a
+    raw_stream route gets its body buffered, as a stream, when it runs."""
+
+    def connect(self, **options: Any) -> RawConnection:
+        from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+        server = Server()
+        site = server.site(**options)
+        site.protocol = lambda: _GenericHTTPChannelProtocol(HTTPChannel())
+        self.server = server
+        return RawConnection(site=site, clock=server.clock)
+
+    def test_streaming_route_gets_its_buffered_body(self) -> None:
+        conn = self.connect()
+        conn.send(post("/upload", b"q" * 300_000, chunked=True))
+        self.assertIn(b"300000 bytes, None", conn.received())
+
+    def test_cap_applies(self) -> None:
+        conn = self.connect(max_request_body=100)
+        conn.send(post("/echo", b"q" * 101))
+        self.assertTrue(conn.received().startswith(b"HTTP/1.1 400 Bad Request"))
+        self.assertEqual(self.server.requests, [])
+        conn = self.connect(max_request_body=100)
+        conn.send(post("/echo", b"q" * 100))
+        self.assertIn(b"got 100 bytes", conn.received())
+
+
+class HalfClosing(StringTransport):
+    """A TCP transport that can stop writing and still read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.write_closed = False
+
+    def loseWriteConnection(self) -> None:
+        self.write_closed = True
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        pass
+
+
+class DrainTests(unittest.TestCase):
+    """A refused client that may still be sending is drained, so it reads the
+    answer rather than a reset; it cannot hold the connection past LINGER."""
+
+    def test_over_tcp_the_write_side_closes_and_input_is_dropped(self) -> None:
+        from zope.interface import directlyProvides
+        from twisted.internet.interfaces import ITCPTransport
+        from twisted_aleph.http.channel import LINGER
+        server = Server()
+        transport = HalfClosing()
+        directlyProvides(transport, ITCPTransport)
+        conn = RawConnection(site=server.site(max_request_body=10), clock=server.clock,
+                             transport=transport)
+        conn.send(post("/echo", length=1000) + b"x" * 100)
+        self.assertEqual(status_of(conn.received()), 413)
+        self.assertTrue(transport.write_closed)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(transport.producerState, "producing")  # still reading
+        conn.send(b"x" * 900)  # dropped
+        server.clock.advance(LINGER)
+        self.assertTrue(transport.disconnected)  # cut: it did not go away by itself
+
+    def test_under_tls_the_connection_drains_then_closes(self) -> None:
+        from zope.interface import directlyProvides
+        from twisted.internet.interfaces import ISSLTransport, ITCPTransport
+        from twisted_aleph.http.channel import LINGER
+        server = Server()
+        transport = HalfClosing()
+        directlyProvides(transport, ITCPTransport, ISSLTransport)
+        conn = RawConnection(site=server.site(max_request_body=10), clock=server.clock,
+                             transport=transport)
+        conn.send(post("/echo", length=1000))
+        self.assertEqual(status_of(conn.received()), 413)
+        self.assertFalse(transport.write_closed)  # no half close beneath TLS
+        self.assertFalse(transport.disconnecting)
+        conn.send(b"x" * 1000)
+        server.clock.advance(LINGER)
+        self.assertTrue(transport.disconnecting)
+
+    def test_a_client_that_goes_away_ends_the_drain(self) -> None:
+        from zope.interface import directlyProvides
+        from twisted.internet.interfaces import ISSLTransport
+        server = Server()
+        transport = HalfClosing()
+        directlyProvides(transport, ISSLTransport)
+        conn = RawConnection(site=server.site(max_request_body=10), clock=server.clock,
+                             transport=transport)
+        conn.send(post("/echo", length=1000))
+        conn.hang_up()
+        self.assertEqual(server.clock.getDelayedCalls(), [])
+
+
+class ReadmeExampleTests(unittest.TestCase):
+    def test_async_for_over_the_body(self) -> None:
+        app = Klein()
+
+        @app.route("/upload", methods=["POST"])
+        @body_options(raw_stream=True, max_request_body=1 << 30)
+        async def upload(request: Any) -> dict:
+            size = 0
+            async for chunk in request.body_stream:
+                size += len(chunk)
+            return {"status": 200, "body": f"{size} bytes, {request.body_error}"}
+        conn = RawConnection(app)
+        conn.send(post("/upload", b"r" * 5000, chunked=True))
+        self.assertTrue(conn.received().endswith(b"5000 bytes, None"))

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Set
 
-from twisted.internet.interfaces import IPushProducer, ITCPTransport
+from twisted.internet.interfaces import IPushProducer, ISSLTransport, ITCPTransport
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -146,6 +146,7 @@ class AlephChannel(HTTPChannel):
     _held = False  # pipelining: parsing stops until the send buffer drains
     _unflushed = 0  # responses finished into a full send buffer
     _admitted: Optional[bool] = None  # counted by the site as served (True) or rejected
+    _linger_call: Any = None
 
     # -- the connection ----------------------------------------------------------
 
@@ -164,19 +165,22 @@ class AlephChannel(HTTPChannel):
             self._admitted = bool(admit())
         self._start_head_timer()
 
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.stop_timers()
-        admitted, self._admitted = self._admitted, None
-        if admitted is not None:
-            self.site.release(admitted)
-        super().connectionLost(reason)
-
     def stop_timers(self) -> None:
         """Cancel this channel's own timers (the header timer; twisted.web's
         idle timer is ``setTimeout(None)``)."""
         timer, self._head_timer = self._head_timer, None
         if timer is not None and timer.active():
             timer.cancel()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.stop_timers()
+        linger, self._linger_call = self._linger_call, None
+        if linger is not None and linger.active():
+            linger.cancel()
+        admitted, self._admitted = self._admitted, None
+        if admitted is not None:
+            self.site.release(admitted)
+        super().connectionLost(reason)
 
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
@@ -361,8 +365,12 @@ class AlephChannel(HTTPChannel):
             self._abortingCall = self.callLater(seconds, self.forceAbortClient)
 
     def _drain_and_close(self) -> None:
-        """Close while the client may still be sending: stop writing (half
-        close, over TCP), read and drop what comes, cut after :data:`LINGER`."""
+        """Close while the client may still be sending: read and drop what
+        comes, and over plain TCP stop writing (half close: the client reads
+        the answer, then the end); cut after :data:`LINGER`. Under TLS (whose
+        wrapper would hand a half close to the TCP socket beneath it) the
+        connection stays open, draining, until the client closes it or
+        :data:`LINGER` passes."""
         self._closing = True
         self.stop_timers()
         self.setTimeout(None)
@@ -371,12 +379,21 @@ class AlephChannel(HTTPChannel):
             return
         if self._gate is not None:
             self._gate.open()
+        if ISSLTransport.providedBy(transport):
+            self._linger_call = self.callLater(LINGER, self._lingered)
+            return
         self._networkProducer.unregisterProducer()  # type: ignore[attr-defined]
         if ITCPTransport.providedBy(transport) and hasattr(transport, "loseWriteConnection"):
             transport.loseWriteConnection()
             self._abort_later(LINGER)
         else:
             transport.loseConnection()
+            self._abort_later(CLOSE_GRACE)
+
+    def _lingered(self) -> None:
+        self._linger_call = None
+        if self.transport is not None:
+            HTTPChannel.loseConnection(self)
             self._abort_later(CLOSE_GRACE)
 
     # -- refusing -------------------------------------------------------------------

@@ -102,16 +102,20 @@ class AlephRequest(Request):
 
     # -- the body: called by the channel -----------------------------------------
 
-    def prepare_body(self, method: bytes, uri: bytes,
-                     length: Optional[int]) -> Optional[RequestBodyError]:
+    def prepare_body(self, method: bytes, uri: bytes, length: Optional[int], *,
+                     can_stream: bool = True) -> Optional[RequestBodyError]:
         """The head is in: choose how to receive the body (``length``: declared
         bytes, None for chunked). Returns the error to answer instead (a 413
-        for a ``Content-Length`` over the cap), or None."""
+        for a ``Content-Length`` over the cap), or None. ``can_stream``: the
+        channel will run the route at the head (:meth:`start_early`) when
+        :attr:`streams_body`; if not, a ``raw_stream`` route's body is
+        buffered (its stream then holds it all, at the end)."""
         self._prepared = True
         site = getattr(self.channel, "site", None)
         finder = getattr(site, "body_options_for", None)
         options = finder(self, method, uri) if finder is not None else self.body_options
         self.body_options = options
+        streamed = options.raw_stream and can_stream
         error = check_length(length, options.max_request_body)
         if error is not None:
             return error
@@ -123,7 +127,7 @@ class AlephRequest(Request):
                 self.body_stream = empty
             return None
         body = RequestBody(length=length, limit=options.max_request_body,
-                           streamed=options.raw_stream, timeout=options.body_timeout,
+                           streamed=streamed, timeout=options.body_timeout,
                            clock=getattr(site, "reactor", None) or _reactor(),
                            pause=self._pause_body, resume=self._resume_body,
                            refuse=self._refuse_body)
@@ -158,7 +162,7 @@ class AlephRequest(Request):
         channel = self.channel
         method = getattr(channel, "command", None) or getattr(channel, "_command", b"")
         uri = getattr(channel, "path", None) or getattr(channel, "_path", b"/")
-        error = self.prepare_body(method or b"", uri or b"/", length)
+        error = self.prepare_body(method or b"", uri or b"/", length, can_stream=False)
         if error is not None:
             self._refuse_body(error)
 
@@ -184,6 +188,8 @@ class AlephRequest(Request):
             body.finish()
         if self._early:
             return
+        if self.body_options.raw_stream and self.body_stream is None and self.content is not None:
+            self.body_stream = _stream_of(self.content)  # buffered by a channel that could not stream
         self._begin(command, path, version)
         if self.body_options.form and self._form_to_parse():
             self._parse_form_then_process()
@@ -459,6 +465,18 @@ def _weaken_etag(request: Any) -> None:
     if values:
         request.responseHeaders.setRawHeaders(
             b"etag", [v if v.startswith(b"W/") else b"W/" + v for v in values])
+
+
+def _stream_of(content: Any) -> Stream:
+    """A closed stream holding a buffered body's bytes (one chunk)."""
+    content.seek(0)
+    data = content.read()
+    content.seek(0)
+    body = Stream(1)
+    if data:
+        body.offer(data)
+    body.close()
+    return body
 
 
 def _reactor() -> Any:
