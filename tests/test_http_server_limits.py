@@ -377,7 +377,8 @@ class MaxRequestBodyTests(WellBehavedMixin, unittest.TestCase):
 
     def test_streamed_body_past_the_cap(self) -> None:
         server = Server()
-        conn = server.connect(max_request_body=100)
+        site = server.site(max_request_body=100)
+        conn = server.on(site)
         conn.send(post("/upload", chunked=True)[:-len(b"0\r\n\r\n")] + chunk(b"b" * 60))
         self.assertEqual(conn.received(), b"")  # the route is reading
         conn.send(chunk(b"b" * 60))
@@ -388,6 +389,7 @@ class MaxRequestBodyTests(WellBehavedMixin, unittest.TestCase):
         self.assertEqual(request.body_error.status, 413)
         self.assertEqual(server.bodies, [b"b" * 60])  # what it read, then the end
         self.assertEqual(responses(conn.received()), [b"HTTP/1.1 413 Request Entity Too Large"])
+        self.assert_served(server, site)
 
     def test_per_route_caps(self) -> None:
         server = Server()
@@ -609,6 +611,7 @@ class FramingTests(WellBehavedMixin, unittest.TestCase):
             conn.send(b"POST /echo HTTP/1.1\r\nHost: test\r\n" + header + b"\r\n\r\n12345")
             self.assertEqual(status_of(conn.received()), 400, header)
         self.assertEqual(server.requests, [])
+        self.assert_served(server, site)
 
     def test_a_bad_chunk_size_is_400(self) -> None:
         server = Server()
@@ -675,13 +678,15 @@ class PipeliningTests(unittest.TestCase):
 
     def connect(self, max_pipelined: int) -> RawConnection:
         server = Server()
-        site = server.site(max_pipelined=max_pipelined)
-        return RawConnection(site=site, clock=server.clock, transport=SendBuffer(1000))
+        self.server = server
+        self.site = server.site(max_pipelined=max_pipelined)
+        return RawConnection(site=self.site, clock=server.clock, transport=SendBuffer(1000))
 
     def test_reading_stops_while_answers_wait(self) -> None:
         conn = self.connect(16)
         transport = conn.transport
         conn.send(HELLO * 100)
+        WellBehavedMixin().assert_served(self.server, self.site)
         answered = len(responses(conn.received()))
         self.assertTrue(transport.full)
         after_full = transport.value().index(b"HTTP/1.1", 1000)  # the answer after the one
@@ -895,10 +900,11 @@ class FormTests(WellBehavedMixin, unittest.TestCase):
 
     def form(self, path: str, body: bytes, **options: Any) -> bytes:
         server = Server()
-        self.server = server
-        conn = server.connect(**options)
+        site = server.site(**options)
+        conn = server.on(site)
         conn.send(post(path, body,
                        headers={"Content-Type": "application/x-www-form-urlencoded"}))
+        self.assert_served(server, site)
         return conn.received()
 
     def test_a_route_that_reads_params_gets_the_form(self) -> None:
@@ -925,6 +931,21 @@ class FormTests(WellBehavedMixin, unittest.TestCase):
         self.assertEqual(self.parsed, [])
         received = self.form("/big-form", body)
         self.assertTrue(received.endswith(b"1 fields"), received[-100:])
+
+    def test_a_busy_form_is_only_for_routes_that_ask(self) -> None:
+        body = b"&".join(b"f%d=1" % i for i in range(server_request.LAZY_FORM_FIELDS + 1))
+        received = self.form("/form", body)
+        self.assertEqual(status_of(received), 413)
+        self.assertEqual(self.parsed, [])
+        received = self.form("/big-form", body)
+        self.assertTrue(received.endswith(b"101 fields"), received[-100:])
+        parts = b"".join(b'--B\r\nContent-Disposition: form-data; name="f%d"\r\n\r\n1\r\n' % i
+                         for i in range(101)) + b"--B--\r\n"
+        server = Server()
+        conn = server.connect()
+        conn.send(post("/form", parts,
+                       headers={"Content-Type": "multipart/form-data; boundary=B"}))
+        self.assertEqual(status_of(conn.received()), 413)
 
     def test_too_many_fields_is_400_without_parsing_them(self) -> None:
         received = self.form("/big-form", b"a=1&" * 4 * 1024 * 1024)  # 16 MiB
@@ -991,7 +1012,8 @@ class GraceTests(unittest.TestCase):
         conn.send(post("/echo", length=11))
         self.assertTrue(closed(conn))
         server.clock.advance(CLOSE_GRACE)
-        self.assertTrue(conn.transport.disconnected or conn.transport.disconnecting)
+        self.assertTrue(conn.transport.disconnected)  # aborted
+        self.assertEqual(conn.site.peer_log.counts, {"body too large": 1, "cut": 1})
 
 
 class PlainChannelTests(unittest.TestCase):

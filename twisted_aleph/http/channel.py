@@ -360,6 +360,14 @@ class AlephChannel(HTTPChannel):
         (nothing to log: it is how keep-alive ends)."""
         self.loseConnection()
 
+    def forceAbortClient(self) -> None:
+        """twisted.web's cut of a closing connection that would not go (its
+        own log line, one per connection, becomes a rate-limited one)."""
+        self._abortingCall = None
+        if self.transport is not None:
+            self._peer_log("cut", "did not close in time after its last response")
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
     def _abort_later(self, seconds: float) -> None:
         if self._abortingCall is None and self.transport is not None:
             self._abortingCall = self.callLater(seconds, self.forceAbortClient)
