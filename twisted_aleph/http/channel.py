@@ -6,11 +6,11 @@ HTTP again), configured from the site's :class:`~.options.ServerOptions`
 and changed on these hooks:
 
 * **header limits**: ``totalHeadersSize`` and ``maxHeaders`` (twisted.web's
-  class attributes) and ``LineReceiver.MAX_LENGTH`` take
+  class attributes, which it checks) and ``LineReceiver.MAX_LENGTH`` take
   ``max_header_bytes``/``max_headers``; going past them, which twisted.web
   answers with a bare 400 (or, for one long line, a dropped connection),
-  is answered here with a 431 (414 for the request line) and a text body,
-  in ``lineReceived``, ``lineLengthExceeded`` and ``headerReceived``.
+  is answered here with a 431 (414 for the request line) and a text body
+  (``_respondToBadRequestAndDisconnect``, ``lineLengthExceeded``).
 * **Host**: an HTTP/1.1 request without exactly one ``Host`` is a 400
   (RFC 9112), in ``allHeadersReceived``, which also asks the request how to
   take its body (:meth:`~.server_request.AlephRequest.prepare_body`): a
@@ -22,12 +22,14 @@ and changed on these hooks:
   (``_respondToBadRequestAndDisconnect``) are a 400 with a reason.
 * **timeouts**, on the site's reactor (``callLater``, a ``task.Clock`` in
   tests): ``idle_timeout`` is twisted.web's own ``timeOut``
-  (``TimeoutMixin``: no byte between requests); ``header_timeout`` is one
-  timer per request head, started by the head's first byte (by the
-  connection itself, for its first request) and *not* restarted by later
-  bytes, so a head trickled a byte at a time (slowloris) is cut after
-  ``header_timeout`` (a 408 if part of it came); ``body_timeout`` is the
-  request body's (:class:`~.body.RequestBody`).
+  (``TimeoutMixin``: no byte between requests); ``header_timeout`` counts
+  from a head's first byte (from the connection's start, for its first
+  request) and is *not* restarted by later bytes, so a head trickled a
+  byte at a time (slowloris) is cut after ``header_timeout`` (a 408 if part
+  of it came). Its timer is armed only for a head still incomplete after a
+  read (most arrive whole: no timer churn per request) and cancelled when
+  the head is in. ``body_timeout`` is the request body's
+  (:class:`~.body.RequestBody`).
 * **pipelining**: twisted.web answers pipelined requests one at a time but
   keeps reading them while responses pile up in a send buffer the client
   does not empty. Here, once ``max_pipelined`` responses were finished
@@ -136,11 +138,11 @@ class AlephChannel(HTTPChannel):
 
     site: Any = None  # the Site sets it (twisted.web's Site.buildProtocol)
     _options: ServerOptions = _DEFAULT_OPTIONS
+    _clock: Any = None
     _gate: Optional[_ReadGate] = None
     _head_timer: Any = None
     _awaiting_head = True  # between requests: the next byte starts a head
-    _head_started = False  # a byte of the current head arrived
-    _head_lines = 0
+    _head_began: Optional[float] = None  # when the current head's first byte came
     _closing = False  # refused or answered early: what comes is dropped
     _linger = False  # close by draining (the client may still be sending)
     _held = False  # pipelining: parsing stops until the send buffer drains
@@ -154,6 +156,7 @@ class AlephChannel(HTTPChannel):
         site = getattr(self, "site", None)
         options = getattr(site, "options", None) or _DEFAULT_OPTIONS
         self._options = options
+        self._clock = getattr(site, "reactor", None) or _reactor()
         self.maxHeaders = options.max_headers
         self.totalHeadersSize = options.max_header_bytes
         self.MAX_LENGTH = options.max_header_bytes
@@ -185,44 +188,31 @@ class AlephChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
             return
-        if self._awaiting_head and data and not self._held:
-            self._head_started = True
-            if self._head_timer is None:
-                self._start_head_timer()
+        if self._awaiting_head and data and self._head_began is None and not self._held:
+            self._head_began = self._clock.seconds()
         super().dataReceived(data)
+        # Most heads arrive whole in one read: the timer is armed only for
+        # one still incomplete once the read is parsed (for the time left).
+        if (self._head_began is not None and self._head_timer is None and self._awaiting_head
+                and not self._closing and not self._held):
+            self._start_head_timer(self._head_began)
 
     # -- the head ----------------------------------------------------------------
 
-    def lineReceived(self, line: bytes) -> Any:
-        if self._closing:
-            return None
-        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
-            self._head_too_large()
-            return None
-        self._head_lines += 1
-        return super().lineReceived(line)
-
     def lineLengthExceeded(self, line: bytes) -> Any:
+        """LineReceiver's hook for one line over ``MAX_LENGTH`` (twisted.web
+        drops the connection): a 414 or 431."""
         self._head_too_large()
         return None
 
     def _head_too_large(self) -> None:
         limit = self.totalHeadersSize
-        if self._head_lines == 0:
+        if not self.requests:  # twisted.web makes the request at its first line
             self._refuse(414, f"Request line too long (the limit is {limit} bytes).",
                          "long request line")
         else:
             self._refuse(431, f"Request header fields too large (the limit is {limit} "
                               f"bytes in all).", "headers too large")
-
-    def headerReceived(self, line: bytes) -> bool:
-        if self._closing:
-            return False
-        if self._receivedHeaderCount >= self.maxHeaders:
-            self._refuse(431, f"Too many request header fields (the limit is "
-                              f"{self.maxHeaders}).", "too many headers")
-            return False
-        return bool(super().headerReceived(line))
 
     def _failChooseTransferDecoder(self) -> bool:
         self._refuse(400, "Bad request: invalid or conflicting Content-Length and "
@@ -231,7 +221,16 @@ class AlephChannel(HTTPChannel):
         return False
 
     def _respondToBadRequestAndDisconnect(self) -> None:
-        if self._transferDecoder is not None and not self.line_mode:
+        """twisted.web's answer to everything it refuses (a bare 400): here the
+        head's size (``totalHeadersSize``) and header count (``maxHeaders``),
+        which twisted.web checks itself, are a 431 (414 for a request line),
+        the rest a 400 with a reason."""
+        if self._receivedHeaderSize > self.totalHeadersSize:
+            self._head_too_large()
+        elif self._receivedHeaderCount > self.maxHeaders:
+            self._refuse(431, f"Too many request header fields (the limit is "
+                              f"{self.maxHeaders}).", "too many headers")
+        elif self._transferDecoder is not None and not self.line_mode:
             self._refuse(400, "Bad request: malformed chunked body.", "bad chunk")
         else:
             self._refuse(400, "Bad request: malformed request line or header.", "bad request")
@@ -241,7 +240,7 @@ class AlephChannel(HTTPChannel):
         instead of ``100 Continue``), rejections past ``max_connections``
         and the early start of a streamed request."""
         self._awaiting_head = False
-        self._head_started = False
+        self._head_began = None
         self.stop_timers()
         request = self.requests[-1]
         version = self._version
@@ -276,11 +275,6 @@ class AlephChannel(HTTPChannel):
         if self._closing:
             return  # answered before the end of the body: the rest is dropped
         super().allContentReceived()
-
-    def rawDataReceived(self, data: bytes) -> None:
-        if self._closing:
-            return
-        super().rawDataReceived(data)
 
     # -- what requests call ---------------------------------------------------------
 
@@ -321,7 +315,6 @@ class AlephChannel(HTTPChannel):
             self._linger = True
         if self.persistent:
             self._awaiting_head = True
-            self._head_lines = 0
         super().requestDone(request)
 
     def resumeProducing(self) -> None:
@@ -334,8 +327,8 @@ class AlephChannel(HTTPChannel):
             if self._gate is not None:
                 self._gate.resume("pipeline")
             if self._awaiting_head and self._buffered_input():
-                self._head_started = True
-                self._start_head_timer()
+                self._head_began = self._clock.seconds()
+                self._start_head_timer(self._head_began)
             if not self._closing:
                 LineReceiver.dataReceived(self, b"")  # parse what waited
 
@@ -416,6 +409,7 @@ class AlephChannel(HTTPChannel):
             return
         self.stop_timers()
         self.length = None  # twisted.web's lineReceived must not take this as a whole request
+        self.paused = True  # LineReceiver: parse nothing more of what was read
         if log_it:
             self._peer_log(kind, reason)
         self.persistent = False
@@ -467,9 +461,14 @@ class AlephChannel(HTTPChannel):
         self._peer_log("rejected", f"over max_connections ({self._options.max_connections})")
         self._refuse(status, "", "rejected", headers=headers, body=body, log_it=False)
 
-    def _start_head_timer(self) -> None:
+    def _start_head_timer(self, began: Optional[float] = None) -> None:
+        """A head must be in within ``header_timeout`` of ``began`` (its first
+        byte; None: now, a connection's start). The timer is cancelled when
+        the head is in, so none runs while a request is handled."""
         timeout = self._options.header_timeout
         if timeout is not None and self._head_timer is None and not self._closing:
+            if began is not None:
+                timeout = max(0.0, timeout - (self._clock.seconds() - began))
             self._head_timer = self.callLater(timeout, self._head_timed_out)
 
     def _head_timed_out(self) -> None:
@@ -477,7 +476,7 @@ class AlephChannel(HTTPChannel):
         if self._closing or self.transport is None:
             return  # closed, or taken over (a WebSocket)
         timeout = self._options.header_timeout
-        if self._head_started:
+        if self._head_began is not None:
             self._refuse(408, f"Request headers not received within {timeout:g} seconds.",
                          "slow headers", linger=False)
         else:  # not a byte of a request: a silent connection just closes
@@ -487,6 +486,11 @@ class AlephChannel(HTTPChannel):
         peer_log = getattr(self.site, "peer_log", None)
         if peer_log is not None and self.transport is not None:
             peer_log.bad_input(self.transport.getPeer(), kind, reason)
+
+
+def _reactor() -> Any:
+    from twisted.internet import reactor
+    return reactor
 
 
 def _latin1(value: Any) -> bytes:

@@ -18,8 +18,8 @@ own hooks:
   a ``raw_stream`` route, into ``request.body_stream``: a Stream of bytes
   chunks, and the route runs as soon as the head is in
   (:meth:`~AlephRequest.start_early`), reading the body while it arrives.
-* ``requestReceived`` no longer parses form bodies (twisted.web's
-  ``parsePOSTFormSubmission=False``): ``request.args`` and
+* ``requestReceived`` no longer parses form bodies (it is replaced whole;
+  twisted.web's ``parsePOSTFormSubmission`` plays no part): ``request.args`` and
   ``request.params`` take a form's fields on first use, parsed then if the
   body is at most :data:`LAZY_FORM_LIMIT` bytes and :data:`LAZY_FORM_FIELDS`
   fields (a larger form on a route that did not ask is a 413). A route with ``body_options(form=True)`` has
@@ -78,7 +78,8 @@ class AlephRequest(Request):
     compression (see the module doc). Extra attributes:
 
     ``body_stream``: the body as a Stream of bytes chunks, for a route (or
-    server) with ``raw_stream``; else None (the body is ``content``).
+    server) with ``raw_stream``, or an ended stream when there is no body;
+    else None (the body is ``content``).
     ``body_error``: a :class:`~.body.RequestBodyError` once the body was cut
     (too large, too slow, the client left), else None; a streamed body sets
     it before its stream closes. ``body_options``: the
@@ -86,8 +87,9 @@ class AlephRequest(Request):
     ``params``/``param_lists``: ring's decoded query and form parameters.
     """
 
-    body_stream: Optional[Stream] = None
     body_options: BodyOptions = _DEFAULT_SERVER_OPTIONS.body()
+    _body_stream: Optional[Stream] = None
+    _bodiless = False
     lazy_params = True  # ring.attach_params: params are decoded on first use
     _body: Optional[RequestBody] = None
     _prepared = False
@@ -100,10 +102,6 @@ class AlephRequest(Request):
     _param_lists: Optional[Dict[str, List[str]]] = None
     _response_prepared = False
 
-    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
-        kwargs["parsePOSTFormSubmission"] = False  # forms are parsed when asked for
-        super().__init__(channel, *args, **kwargs)
-
     # -- the body: called by the channel -----------------------------------------
 
     def prepare_body(self, method: bytes, uri: bytes, length: Optional[int], *,
@@ -115,6 +113,10 @@ class AlephRequest(Request):
         :attr:`streams_body`; if not, a ``raw_stream`` route's body is
         buffered (its stream then holds it all, at the end)."""
         self._prepared = True
+        if length == 0:  # no body: nothing to choose (and no route to look up)
+            self.content = io.BytesIO()
+            self._bodiless = True
+            return None
         site = getattr(self.channel, "site", None)
         finder = getattr(site, "body_options_for", None)
         options = finder(self, method, uri) if finder is not None else self.body_options
@@ -123,13 +125,6 @@ class AlephRequest(Request):
         error = check_length(length, options.max_request_body)
         if error is not None:
             return error
-        if length == 0:
-            self.content = io.BytesIO()
-            if options.raw_stream:
-                empty = Stream()
-                empty.close()
-                self.body_stream = empty
-            return None
         body = RequestBody(length=length, limit=options.max_request_body,
                            streamed=streamed, timeout=options.body_timeout,
                            clock=getattr(site, "reactor", None) or _reactor(),
@@ -137,8 +132,22 @@ class AlephRequest(Request):
                            refuse=self._refuse_body)
         self._body = body
         self.content = body.content
-        self.body_stream = body.stream
+        self._body_stream = body.stream
         return None
+
+    @property
+    def body_stream(self) -> Optional[Stream]:
+        """The body as a Stream of bytes chunks (see the class doc); for a
+        request without a body, an ended stream."""
+        if self._body_stream is None and self._bodiless:
+            ended = Stream()
+            ended.close()
+            self._body_stream = ended
+        return self._body_stream
+
+    @body_stream.setter
+    def body_stream(self, value: Optional[Stream]) -> None:
+        self._body_stream = value
 
     @property
     def streams_body(self) -> bool:
@@ -192,8 +201,8 @@ class AlephRequest(Request):
             body.finish()
         if self._early:
             return
-        if self.body_options.raw_stream and self.body_stream is None and self.content is not None:
-            self.body_stream = _stream_of(self.content)  # buffered by a channel that could not stream
+        if self.body_options.raw_stream and self._body_stream is None and self._body is not None:
+            self._body_stream = _stream_of(self.content)  # buffered by a channel that could not stream
         self._begin(command, path, version)
         if self.body_options.form and self._form_to_parse():
             self._parse_form_then_process()
@@ -368,7 +377,7 @@ class AlephRequest(Request):
     # -- the response ------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if not self._response_prepared and not self.startedWriting:
+        if not self._response_prepared:
             self._response_prepared = True
             data = self._prepare_response(data)
         super().write(data)
@@ -376,7 +385,8 @@ class AlephRequest(Request):
     def _prepare_response(self, data: bytes) -> bytes:
         """Before the first byte: close after a response given mid-body;
         compress if the server does and the response suits."""
-        if self.receiving_body:
+        body = self._body
+        if body is not None and not body.done:
             early = getattr(self.channel, "answered_before_body_end", None)
             if early is not None:
                 early(self)
@@ -420,10 +430,15 @@ class AlephRequest(Request):
 
     def finish(self) -> None:
         body = self._body
-        if body is not None and not body.done:
+        if body is None:
+            return super().finish()
+        if not body.done:
             body.abort(RequestBodyError("The response ended before the request body did.",
                                         0, "body unread"))
         super().finish()
+        # the request is over: nothing of the body refers back to it any more
+        # (reference counting frees it; a lost connection releases it too)
+        body.release()
 
     def answer_plain(self, status: int, reason: str) -> None:
         """Answer ``status`` with ``reason`` as a text body, and close after
@@ -447,12 +462,6 @@ class AlephRequest(Request):
             body.release()
         super().connectionLost(reason)
 
-    def _cleanup(self) -> None:
-        """twisted.web's end of a finished request (its channel lets it go)."""
-        body = self._body
-        if body is not None:
-            body.release()
-        super()._cleanup()
 
 
 def _first(headers: Any, name: bytes) -> Optional[bytes]:
