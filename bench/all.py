@@ -30,7 +30,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import _harness
 
 #: in the order they are run and shown; missing scripts are noted, not fatal
-BENCHES = ["edn", "stream", "tcp_echo", "http_hello", "tls", "websocket", "statsd", "scale"]
+BENCHES = ["edn", "stream", "tcp_echo", "http_hello", "http_upload", "tls", "websocket",
+           "statsd", "scale"]
 DEFAULT_PYPY = "/work/venvpypy/bin/python"
 
 

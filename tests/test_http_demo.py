@@ -124,6 +124,10 @@ class DemoRoutesTests(unittest.TestCase):
             "-" + "9" * 50: b"count must be between 0 and 10000, got -9999999999999999999...",
             "9" * 50 + "x": b"count must be a whole number, got '99999999999999999999...'",
             "1.5": b"count must be a whole number, got '1.5'",
+            # digits are ASCII: int() reads these as 3, 12 and 5
+            "%D9%A3": "count must be a whole number, got '\u0663'".encode(),
+            "%EF%BC%91%EF%BC%92": "count must be a whole number, got '\uff11\uff12'".encode(),
+            "%205": b"count must be a whole number, got ' 5'",
         }
         for raw, reason in cases.items():
             d = self.get(pool, "/numbers?count=" + raw)
@@ -143,6 +147,11 @@ class DemoRoutesTests(unittest.TestCase):
         self.assertRaises(ValueError, demo.make_app, numbers="lazy")
         self.assertRaises(ValueError, demo.make_app, delayed="soon")
 
+    def test_unicode_digits_are_not_a_count(self) -> None:
+        for raw in ("\u0663", "\u0661\u0660", "\uff15", "\U0001d7d3", "5\u00a0", "\u0663" * 30):
+            self.assertRaises(http.BadRequest, demo.parse_count, Req({"count": raw}))
+        self.assertEqual(demo.parse_count(Req({"count": "0042"})), 42)
+
     @given(st.text(max_size=30))
     def test_parse_count_total(self, raw: str) -> None:
         try:
@@ -152,3 +161,4 @@ class DemoRoutesTests(unittest.TestCase):
             return
         self.assertTrue(0 <= n <= demo.MAX_COUNT)
         self.assertEqual(n, int(raw))
+        self.assertTrue(raw.lstrip("+-").isascii() and raw.lstrip("+-").isdigit(), raw)

@@ -20,10 +20,8 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial import unittest
-from twisted.web.server import Site
-
 from twisted_aleph import http
-from twisted_aleph.http.resource import handler_resource
+from twisted_aleph.http.server import make_site
 
 
 def body_of(resp: dict) -> bytes:
@@ -31,12 +29,21 @@ def body_of(resp: dict) -> bytes:
 
 
 class RawConnection:
-    """One HTTP connection into a handler, the test standing in for the socket."""
+    """One HTTP connection into a handler, the test standing in for the socket:
+    the server's own site (``make_site``), with ``options`` and a ``task.Clock``
+    (``clock``) or a site given as is (``site``)."""
 
-    def __init__(self, handler: Any) -> None:
-        self.site = Site(handler_resource(handler), reactor=task.Clock())
-        self.channel = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
-        self.transport = StringTransport()
+    def __init__(self, handler: Any = None, *, site: Any = None, clock: Any = None,
+                 options: Any = None, peer: str = "127.0.0.1",
+                 transport: Any = None) -> None:
+        self.clock = clock if clock is not None else task.Clock()
+        if site is None:
+            site = make_site(handler, options=options, reactor=self.clock)
+        self.site = site
+        address = IPv4Address("TCP", peer, 5555)
+        self.channel = self.site.buildProtocol(address)
+        self.transport = transport if transport is not None else StringTransport()
+        self.transport.peerAddr = address
         self.channel.makeConnection(self.transport)
         self.http = self.channel._channel  # the HTTPChannel inside Twisted's H1/H2 switch
 

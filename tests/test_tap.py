@@ -6,7 +6,9 @@ they were.
 Each command's own options, every one given a non-default value and checked
 on the built service, are tested with its transport: tests/test_tcp_sockets.py
 (aleph-tcp), tests/test_http_client.py (aleph-http), tests/test_statsd.py
-(aleph-statsd), tests/test_tls_transports.py (the TLS options of both servers).
+(aleph-statsd), tests/test_tls_transports.py (the TLS options of both servers);
+aleph-http's limits (--max-request-body and its kin) are tested here, down to
+the running server's site.
 """
 
 from __future__ import annotations
@@ -99,6 +101,60 @@ class ScalingOptionTests(unittest.TestCase):
         self.assertIsInstance(bus, RedisEventBus)
         self.assertFalse(bus.running)
         self.assertEqual([w.category for w in caught], [DeprecationWarning])
+
+
+class HTTPLimitOptionTests(unittest.TestCase):
+    """aleph-http's limits: each given a value that is not its default reaches
+    the service, and the server it starts."""
+
+    ARGV = ["--port", "0", "--interface", "127.0.0.1", "--max-request-body", "3M",
+            "--header-timeout", "4.5", "--idle-timeout", "33", "--body-timeout", "7",
+            "--max-connections", "123", "--compression"]
+
+    def test_every_limit_reaches_the_running_server(self) -> None:
+        from twisted_aleph.http.options import ServerOptions
+        defaults = ServerOptions()
+        options = tap_http.Options()
+        options.parseOptions(self.ARGV)
+        service = tap_http.makeService(options)
+        expected = {"max_request_body": 3 * 1024 * 1024, "header_timeout": 4.5,
+                    "idle_timeout": 33.0, "body_timeout": 7.0, "max_connections": 123,
+                    "compression": True}
+        for name, value in expected.items():
+            self.assertEqual(getattr(service.options, name), value, name)
+            self.assertNotEqual(getattr(defaults, name), value, name)  # not the default
+        service.startService()
+        self.addCleanup(service.stopService)
+        site = service.server.site
+        self.assertEqual(site.options, service.options)
+        self.assertEqual(site.timeOut, 33.0)  # twisted.web's idle timer
+
+    def test_defaults_are_the_servers(self) -> None:
+        from twisted_aleph.http.options import ServerOptions
+        options = tap_http.Options()
+        options.parseOptions([])
+        self.assertEqual(options["server_options"], ServerOptions())
+
+    def test_zero_turns_a_limit_off(self) -> None:
+        options = tap_http.Options()
+        options.parseOptions(["--header-timeout", "0", "--idle-timeout", "0",
+                              "--body-timeout", "0", "--max-connections", "0"])
+        limits = options["server_options"]
+        self.assertEqual((limits.header_timeout, limits.idle_timeout, limits.body_timeout,
+                          limits.max_connections), (None, None, None, None))
+
+    def test_bad_values_are_usage_errors(self) -> None:
+        for argv in (["--max-request-body", "lots"], ["--max-request-body", "-1"],
+                     ["--header-timeout", "-1"], ["--idle-timeout", "-2"],
+                     ["--body-timeout", "-0.5"], ["--max-connections", "-3"],
+                     ["--header-timeout", "soon"]):
+            self.assertRaises(usage.UsageError, tap_http.Options().parseOptions, argv)
+
+    def test_sizes(self) -> None:
+        self.assertEqual([tap_http.parse_size(x) for x in ("100", "2k", "16M", "1GiB", "3mb")],
+                         [100, 2048, 16 << 20, 1 << 30, 3 << 20])
+        for bad in ("", "1.5M", "M", "1T", "-1", "\u0661"):
+            self.assertRaises(ValueError, tap_http.parse_size, bad)
 
 
 # (old module, old name, new home, new name): every name that moved in the

@@ -21,8 +21,9 @@ with ``delayed=`` and ``numbers=``:
   "0".."n-1".
 
 Unlike the seed (a 500 with a stack trace), a ``count`` that is not a whole
-number, is negative or is above :data:`MAX_COUNT` is a 400 with a one-line
-reason; a missing ``count`` is 0.
+number in ASCII digits (``count=٣`` is refused, though Python's ``int``
+reads it as 3), is negative or is above :data:`MAX_COUNT` is a 400 with a
+one-line reason; a missing ``count`` is 0.
 """
 
 from __future__ import annotations
@@ -76,19 +77,17 @@ def parse_count(request: Any) -> int:
     number in 0..MAX_COUNT, or :class:`BadRequest` with a one-line reason."""
     raw = request.params.get("count", "0")
     shown = raw if len(raw) <= 20 else raw[:20] + "..."
-    try:
-        count = int(raw) if len(raw) <= 20 else None  # longer: not a count in range
-    except ValueError:
-        count = None
-    if count is None and not (len(raw) > 20 and _WHOLE_NUMBER.fullmatch(raw)):
+    if not _WHOLE_NUMBER.fullmatch(raw):
         raise BadRequest(f"count must be a whole number, got {shown!r}")
+    count = int(raw) if len(raw) <= 20 else None  # longer: not a count in range
     if count is None or not 0 <= count <= MAX_COUNT:
         raise BadRequest(f"count must be between 0 and {MAX_COUNT}, got {shown}")
     return count
 
 
-# What int() takes as a whole number (Unicode digits too), for the long ones.
-_WHOLE_NUMBER = re.compile(r"\s*[+-]?\d+\s*")
+# A whole number in ASCII digits: int() also takes other scripts' digits
+# ("٣" is 3) and surrounding whitespace, which are not counts in a URL.
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 
 
 def _numbers_response(body: Any) -> dict:

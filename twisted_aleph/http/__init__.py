@@ -3,7 +3,10 @@
 Server: ``start_server(handler, port)`` (:mod:`.server`) serves a Klein
 app whose routes may return Ring-style response maps (:mod:`.ring`);
 routing and error pages are :mod:`.resource`'s; ``BadRequest`` makes a
-400. Client: ``get``/``post``/``put``/``delete``/``request`` and
+400. Its limits and switches are ``ServerOptions`` (:mod:`.options`), a
+route's own body options ``body_options``; connections are
+:mod:`.channel`'s, requests :mod:`.server_request`'s.
+Client: ``get``/``post``/``put``/``delete``/``request`` and
 ``connection_pool`` (see :mod:`.client`; limits and timeouts in :mod:`.pool`,
 proxies in :mod:`.proxy`, cookies in :mod:`.cookies`, bodies in
 :mod:`.content`, what it raises in :mod:`.errors`). Streamed bodies both ways are in
@@ -23,15 +26,18 @@ from twisted_aleph.http.errors import (
     BadResponseBody, BodyTooLarge, ConnectTimeout, HTTPError, MultipartError, PoolTimeout,
     ProxyError, ReadTimeout, RequestTimeout, TimeoutError, TooManyRedirects,
 )
+from twisted_aleph.http.body import RequestBodyError
+from twisted_aleph.http.options import ServerOptions, body_options
 from twisted_aleph.http.resource import RingResource, handler_resource
-from twisted_aleph.http.ring import BadRequest
+from twisted_aleph.http.ring import BadRequest, PayloadTooLarge
 from twisted_aleph.http.server import HTTPServerService, start_server
 from twisted_aleph.http.websocket import (
     NotAWebSocket, closed, websocket_client, websocket_close, websocket_connection,
 )
 
 __all__ = [
-    "start_server", "BadRequest", "RingResource", "HTTPServerService", "handler_resource",
+    "start_server", "BadRequest", "PayloadTooLarge", "RingResource", "HTTPServerService",
+    "handler_resource", "ServerOptions", "body_options", "RequestBodyError",
     "connection_pool", "ConnectionPool", "HTTPError", "BodyTooLarge", "request", "get",
     "post", "put", "delete", "head", "TimeoutError", "ConnectTimeout", "PoolTimeout", "ReadTimeout",
     "RequestTimeout", "ProxyError", "TooManyRedirects", "BadResponseBody", "MultipartError",

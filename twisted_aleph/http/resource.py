@@ -9,9 +9,13 @@ catch-all route; a None answer is a 404) or a resource as is.
 
 Errors (after the app's own ``handle_errors`` handlers): unknown path, 404
 "No such page."; :class:`~.ring.BadRequest` (raise it with a one-line
-reason), 400 with that reason; any other werkzeug HTTP error, its status and
-name; any other exception, a 500 "Internal server error." with the
-traceback in the log only.
+reason), 400 with that reason (:class:`~.ring.PayloadTooLarge`, 413); any
+other werkzeug HTTP error, its status and name; any other exception, a 500
+"Internal server error." with the traceback in the log only.
+
+Route options: :meth:`RingResource.route_options` finds, from a request's
+head alone, the :func:`~.options.body_options` of the route it will reach,
+so the server knows how to receive the body before reading it.
 
 Cost: the hot path (``/hello``) allocates no Deferred beyond Klein's.
 """
@@ -19,7 +23,8 @@ Cost: the hot path (``/hello``) allocates no Deferred beyond Klein's.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, List, Optional, Tuple
+from urllib.parse import unquote_to_bytes
 
 from klein import Klein
 from klein import Response as KleinResponse
@@ -35,6 +40,7 @@ from twisted.web.server import NOT_DONE_YET
 from twisted.web.template import renderElement
 from werkzeug.exceptions import HTTPException, NotFound
 
+from twisted_aleph.http.options import RouteOptions, route_options_of
 from twisted_aleph.http.ring import BadRequest, NO_RESPONSE, adapt_result, attach_params
 
 log = Logger()
@@ -45,7 +51,12 @@ INTERNAL_ERROR_BODY = b"Internal server error."
 
 # -- errors --------------------------------------------------------------------
 
-def _plain_error(request: Any, code: int, body: bytes) -> Any:
+def plain_error(request: Any, code: int, body: bytes) -> Any:
+    """Make ``request``'s response a ``code`` with ``body`` as plain text
+    (the headers the server or site set are kept) and return the body for
+    the caller to write; :data:`~.ring.NO_RESPONSE` if it is too late for a
+    status line (the connection is then cut) or the connection is a
+    WebSocket's."""
     if getattr(request, "aleph_upgraded", False):
         return NO_RESPONSE
     if request.startedWriting:
@@ -67,17 +78,18 @@ def _plain_error(request: Any, code: int, body: bytes) -> Any:
 
 
 def _not_found(request: Any, failure: Failure) -> Any:
-    return _plain_error(request, 404, NOT_FOUND_BODY)
+    return plain_error(request, 404, NOT_FOUND_BODY)
 
 
 def _bad_request(request: Any, failure: Failure) -> Any:
     reason = str(failure.value).splitlines()[0] if str(failure.value) else "Bad request."
-    return _plain_error(request, 400, reason.encode("utf-8"))
+    status = getattr(failure.value, "status", 400)
+    return plain_error(request, status, reason.encode("utf-8"))
 
 
 def _http_error(request: Any, failure: Failure) -> Any:
     error = failure.value
-    body = _plain_error(request, error.code or 500, (error.name or "Error").encode("utf-8"))
+    body = plain_error(request, error.code or 500, (error.name or "Error").encode("utf-8"))
     if isinstance(body, bytes):
         for name, value in error.get_headers():  # e.g. Allow, for a 405
             if name.lower() not in ("content-type", "content-length"):
@@ -89,7 +101,7 @@ def _internal_error(request: Any, failure: Failure) -> Any:
     log.failure("handler failed on {method} {uri}", failure,
                 method=request.method.decode("ascii", "replace"),
                 uri=request.uri.decode("ascii", "replace"))
-    return _plain_error(request, 500, INTERNAL_ERROR_BODY)
+    return plain_error(request, 500, INTERNAL_ERROR_BODY)
 
 
 _DEFAULT_ERROR_HANDLERS = [
@@ -153,12 +165,39 @@ class RingResource(KleinResource):
         super().__init__(routes)  # type: ignore[arg-type]
         self.app = app
         self._routes = routes
+        self._options_seen: Tuple[int, bool] = (-1, False)  # (endpoints, any body_options)
+
+    def route_options(self, request: Any, method: bytes, uri: bytes) -> Optional[RouteOptions]:
+        """The :func:`~.options.body_options` of the route ``method uri``
+        would reach, or None (no such route, or none of its own): what the
+        server reads when the request's head is in, before its body."""
+        endpoints = self._routes.endpoints
+        count, any_options = self._options_seen
+        if count != len(endpoints):
+            any_options = any(route_options_of(f) is not None for f in endpoints.values())
+            self._options_seen = (len(endpoints), any_options)
+        if not any_options:
+            return None  # the common case: no werkzeug match twice per request
+        path = uri.split(b"?", 1)[0]
+        segments = [unquote_to_bytes(s) for s in path[1:].split(b"/")]
+        try:
+            scheme, host = _scheme_and_host(request)
+            path_info = _rooted(segments)
+        except UnicodeDecodeError:
+            return None
+        mapper = self._routes.url_map.bind(host, "", path_info=path_info, url_scheme=scheme,
+                                           default_method=method.decode("latin-1"))
+        try:
+            rule, _ = mapper.match(return_rule=True)
+        except Exception:  # no route, wrong method, a redirect: the server's options
+            return None
+        return route_options_of(endpoints.get(rule.endpoint))
 
     def render(self, request: Any) -> Any:
         try:
             scheme, host, script, path = _url_parts(request)
         except UnicodeDecodeError:
-            return _plain_error(request, 400, b"Non-UTF-8 encoding in URL.")
+            return plain_error(request, 400, b"Non-UTF-8 encoding in URL.")
         routes = self._routes
         mapper = routes.url_map.bind(host, script, path_info=path, url_scheme=scheme,
                                      default_method=request.method.decode("latin-1"))
@@ -181,13 +220,17 @@ class RingResource(KleinResource):
 def _url_parts(request: Any) -> Tuple[str, str, str, str]:
     """(scheme, host[:port], script name, path info) to bind the URL map
     (as WSGI would), decoded as UTF-8."""
+    scheme, host = _scheme_and_host(request)
+    return scheme, host, _rooted(request.prepath), _rooted(request.postpath)
+
+
+def _scheme_and_host(request: Any) -> Tuple[str, str]:
     secure = request.isSecure()
     host = request.getRequestHostname()
     port = request.getHost().port
     if port != (443 if secure else 80):
         host = b"%s:%d" % (host, port)
-    return ("https" if secure else "http", host.decode("utf-8"),
-            _rooted(request.prepath), _rooted(request.postpath))
+    return "https" if secure else "http", host.decode("utf-8")
 
 
 def _rooted(segments: List[bytes]) -> str:
@@ -218,6 +261,8 @@ def _deliver(result: Any, request: Any, routes: _RingRoutes, handlers_tried: int
                             errbackArgs=(request, routes, handlers_tried))
         result.addErrback(_log_unhandled, request)
         return
+    if _gone(request):
+        return  # answered already (a refused body) or the client left
     try:
         body = _renderable(result, request)
     except Exception:
@@ -310,4 +355,5 @@ def handler_resource(handler: Any) -> IResource:
     raise TypeError(f"cannot serve {handler!r}: expected a Klein app or a callable")
 
 
-__all__ = ["RingResource", "handler_resource", "NOT_FOUND_BODY", "INTERNAL_ERROR_BODY"]
+__all__ = ["RingResource", "handler_resource", "plain_error", "NOT_FOUND_BODY",
+           "INTERNAL_ERROR_BODY"]

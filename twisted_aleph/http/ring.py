@@ -16,11 +16,13 @@ with, before Klein renders it:
 * once ``websocket_connection`` took the connection over
   (``request.aleph_upgraded``), nothing is written, whatever was returned.
 
-Before a route runs, ``request.params`` holds the decoded query and form
-parameters (ring's ``wrap-params``, :func:`attach_params`): ``str -> str``,
-the *first* value of a repeated key; every value is in
-``request.param_lists`` (``str -> [str]``). Parameters that are not UTF-8
-are a :class:`BadRequest` (a 400).
+``request.params`` holds the decoded query and form parameters (ring's
+``wrap-params``): ``str -> str``, the *first* value of a repeated key; every
+value is in ``request.param_lists`` (``str -> [str]``). Parameters that are
+not UTF-8 are a :class:`BadRequest` (a 400). On the server's own requests
+(:class:`~.server_request.AlephRequest`) the query is checked before the route runs
+and the form is decoded on first use (:func:`attach_params`); on any other
+twisted.web request both are decoded before the route runs.
 
 Cost: one adapter call per response map, no object of its own for a sized
 body.
@@ -51,18 +53,29 @@ ResponseMap = Dict[str, Any]
 class BadRequest(Exception):
     """Raise from a handler to answer 400 with ``str(exc)`` as the body."""
 
+    #: the response's status code
+    status = 400
+
+
+class PayloadTooLarge(BadRequest):
+    """Raise from a handler to answer 413 with ``str(exc)`` as the body."""
+
+    status = 413
+
 
 # -- parameters (ring's wrap-params) ---------------------------------------
 
 def decode_params(request: Any) -> Tuple[Dict[str, str], Dict[str, List[str]]]:
-    """Query and form parameters as (first value by name, all values by name).
+    """Query and form parameters as (first value by name, all values by name):
+    ``request.args`` (bytes, as twisted.web parsed them) decoded as UTF-8."""
+    return decode_args(getattr(request, "args", None) or {})
 
-    twisted.web already parsed the query string and urlencoded/multipart
-    bodies into ``request.args`` (bytes); this decodes them as UTF-8.
-    """
+
+def decode_args(args: Dict[Any, List[Any]]) -> Tuple[Dict[str, str], Dict[str, List[str]]]:
+    """``{bytes: [bytes]}`` as (first value by name, all values by name),
+    decoded as UTF-8; :class:`BadRequest` if they are not."""
     params: Dict[str, str] = {}
     lists: Dict[str, List[str]] = {}
-    args = getattr(request, "args", None)
     if not args:
         return params, lists
     try:
@@ -78,7 +91,12 @@ def decode_params(request: Any) -> Tuple[Dict[str, str], Dict[str, List[str]]]:
 
 
 def attach_params(request: Any) -> None:
-    """Set ``request.params`` and ``request.param_lists`` (once per request)."""
+    """Before a route runs: set ``request.params`` and ``request.param_lists``
+    (once per request); on a request that decodes them when first used
+    (``lazy_params``), only check the query."""
+    if getattr(request, "lazy_params", False):
+        request.check_query_params()
+        return
     if getattr(request, "param_lists", None) is None:
         if getattr(request, "args", None):
             request.params, request.param_lists = decode_params(request)
@@ -228,6 +246,10 @@ def respond(request: Any, response: ResponseMap) -> Any:
     headers = response.get("headers")
     body = response.get("body")
     source = watch = None
+    if request.finished or getattr(request, "_disconnected", False):
+        # already answered (the server refused the request's body) or gone
+        _close_body(body, None)
+        return NO_RESPONSE
     try:
         if not isinstance(status, int) or not 100 <= status <= 999:
             raise ValueError(f"response status must be an int, got {status!r}")
@@ -301,6 +323,7 @@ def _adapt_later(result: Any, request: Any) -> Any:
 
 
 __all__ = [
-    "BadRequest", "ResponseMap", "decode_params", "attach_params", "respond",
+    "BadRequest", "PayloadTooLarge", "ResponseMap", "decode_params", "decode_args",
+    "attach_params", "respond",
     "adapt_result", "NO_RESPONSE",
 ]

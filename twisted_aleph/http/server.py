@@ -6,6 +6,14 @@ the error pages, :mod:`.ring` turns a response map into bytes) through an
 :class:`AlephSite`, which records each connection on the
 :class:`HTTPServer` it returns.
 
+The site carries the server's :class:`~.options.ServerOptions` (body caps,
+timeouts, header limits, pipelining, ``max_connections``, compression) and
+builds the pieces that apply them: an :class:`~.channel.AlephChannel` per
+HTTP/1.1 connection (inside twisted.web's protocol switch, which HTTP/2
+will use) and an :class:`~.server_request.AlephRequest` per request. It counts the
+connections it serves (:meth:`AlephSite.admit`) and logs peers' bad input
+through one :class:`~twisted_aleph.peerlog.PeerLog` (``site.peer_log``).
+
 Shutdown: :meth:`HTTPServer.shutdown` (what ``HTTPServerService`` does when
 twistd stops it, on SIGTERM) stops accepting, closes idle keep-alive
 connections, lets requests in flight finish (their connections then close,
@@ -15,16 +23,22 @@ whatever is still open after the timeout.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from klein import Klein
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.web.http import _GenericHTTPChannelProtocol
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from twisted_aleph.http import resource as _resource, ring as _ring
+from twisted_aleph.http.channel import AlephChannel
+from twisted_aleph.http.options import BodyOptions, RouteOptions, ServerOptions
+from twisted_aleph.http.server_request import AlephRequest
+from twisted_aleph.peerlog import PeerLog
 from twisted_aleph.server import Server, ServerService, adopt, family_of, load_object
 
 log = Logger()
@@ -65,34 +79,91 @@ def __getattr__(name: str) -> Any:
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
 
-class AlephSite(Site):
-    """A Site that records its connections on a :class:`Server`, each with its
-    graceful end (an HTTP connection finishes its response; a WebSocket that
-    took one over says goodbye).
+def _aleph_channel(site: "AlephSite") -> Any:
+    """The protocol of one connection: twisted.web's switch between HTTP/1.1
+    and HTTP/2 (by ALPN), starting on an :class:`~.channel.AlephChannel`
+    (twisted.web hard-codes its own ``HTTPChannel`` there; the switch itself
+    is private to twisted.web, and kept so that HTTP/2 can take over)."""
+    return _GenericHTTPChannelProtocol(AlephChannel())
 
-    It also knows its live HTTP channels (``channels``) and the WebSocket
-    connections taken over from them (``websockets``).
+
+class AlephSite(Site):
+    """A Site that applies :class:`~.options.ServerOptions` and records its
+    connections on a :class:`Server`, each with its graceful end (an HTTP
+    connection finishes its response; a WebSocket that took one over says
+    goodbye).
+
+    ``options``: the server's limits and switches; ``peer_log``: where peers'
+    bad input is reported. It also knows its live HTTP channels
+    (``channels``, when a server is attached), the WebSocket connections
+    taken over from them (``websockets``) and how many connections it serves
+    (``open_connections``) or is turning away (``rejected_connections``).
     ``response_headers`` (``[(name, value)]`` as bytes) are set on every
     response before the route runs (e.g. ``x-aleph-worker``).
     """
 
-    def __init__(self, resource: IResource, server_ref: List[Any], *,
-                 access_log: bool = False,
+    protocol = _aleph_channel  # type: ignore[assignment]
+    requestFactory = AlephRequest
+
+    def __init__(self, resource: IResource, server_ref: Optional[List[Any]] = None, *,
+                 options: Optional[ServerOptions] = None, access_log: bool = False,
                  response_headers: Optional[List[Tuple[bytes, bytes]]] = None,
                  **kwargs: Any) -> None:
         super().__init__(resource, **kwargs)
-        self._server_ref = server_ref
+        self.options = options if options is not None else ServerOptions()
+        self.timeOut = self.options.idle_timeout  # twisted.web's idle timeout
+        self._server_ref = server_ref if server_ref is not None else []
         self.access_log = access_log
         self.noisy = False
         self.channels: Set[Any] = set()
         self.websockets: Set[Any] = set()
         self.response_headers = response_headers or None
+        self.peer_log = PeerLog("aleph-http", clock=self.reactor)
+        self.open_connections = 0
+        self.rejected_connections = 0
+        self._default_body = self.options.body()
 
     def buildProtocol(self, addr: Any) -> Any:
+        limit = self.options.max_connections
+        if (limit is not None and self.open_connections >= limit
+                and (self.options.rejected_handler is None
+                     or self.rejected_connections >= limit)):
+            # not accepted: as many connections again are already being turned away
+            self.peer_log.bad_input(addr, "refused", f"over max_connections ({limit}), "
+                                    f"{self.rejected_connections} already being turned away")
+            return None
         protocol = super().buildProtocol(addr)
         if protocol is not None and self._server_ref:
             _track_connection(protocol, self._server_ref[0], self.channels)
         return protocol
+
+    def admit(self) -> bool:
+        """A connection starts (``AlephChannel.connectionMade``): True if it is
+        served, False if it is past ``max_connections`` (its requests get the
+        ``rejected_handler``'s answer). :meth:`release` when it ends."""
+        limit = self.options.max_connections
+        if limit is None or self.open_connections < limit:
+            self.open_connections += 1
+            return True
+        self.rejected_connections += 1
+        return False
+
+    def release(self, admitted: bool) -> None:
+        """A connection :meth:`admit` counted has ended."""
+        if admitted:
+            self.open_connections -= 1
+        else:
+            self.rejected_connections -= 1
+
+    def body_options_for(self, request: Any, method: bytes, uri: bytes) -> BodyOptions:
+        """How to receive the body of ``method uri`` (asked when its head is
+        in): the server's options, with its route's
+        :func:`~.options.body_options` if the root resource knows its routes."""
+        finder = getattr(self.resource, "route_options", None)
+        route: Optional[RouteOptions] = finder(request, method, uri) if finder else None
+        if route is None:
+            return self._default_body
+        return self.options.body(route)
 
     def getResourceFor(self, request: Any) -> Any:
         headers = self.response_headers
@@ -200,10 +271,46 @@ class HTTPServer(Server):
         return self.close(timeout, graceful=True)
 
 
+def make_site(handler: Handler, *, options: Optional[ServerOptions] = None,
+              reactor: Any = None, access_log: bool = False,
+              response_headers: Optional[Dict[str, str]] = None,
+              server_ref: Optional[List[Any]] = None) -> AlephSite:
+    """The :class:`AlephSite` serving ``handler`` with ``options`` (what
+    :func:`start_server` listens with; tests drive one over in-memory
+    transports with a ``task.Clock`` as ``reactor``)."""
+    if reactor is None:
+        from twisted.internet import reactor  # type: ignore[no-redef]
+    headers = [(k.encode("latin-1"), v.encode("latin-1"))
+               for k, v in (response_headers or {}).items()]
+    return AlephSite(_resource.handler_resource(handler), server_ref, options=options,
+                     access_log=access_log, response_headers=headers, reactor=reactor)
+
+
+_UNSET: Any = object()
+
+
+def server_options(options: Optional[ServerOptions] = None, **given: Any) -> ServerOptions:
+    """``options`` (default: :class:`ServerOptions`'s defaults) with the
+    fields in ``given`` replaced, except those left at :data:`_UNSET`."""
+    base = options if options is not None else ServerOptions()
+    changes = {k: v for k, v in given.items() if v is not _UNSET}
+    return dataclasses.replace(base, **changes) if changes else base
+
+
 def start_server(handler: Handler, port: int, *, interface: str = "0.0.0.0",
                  tls: Any = None, reactor: Any = None, access_log: bool = False,
                  backlog: int = DEFAULT_BACKLOG, fd: Optional[int] = None,
-                 response_headers: Optional[Dict[str, str]] = None) -> HTTPServer:
+                 response_headers: Optional[Dict[str, str]] = None,
+                 options: Optional[ServerOptions] = None,
+                 max_request_body: Optional[int] = _UNSET,
+                 header_timeout: Optional[float] = _UNSET,
+                 idle_timeout: Optional[float] = _UNSET,
+                 body_timeout: Optional[float] = _UNSET,
+                 max_connections: Optional[int] = _UNSET,
+                 compression: bool = _UNSET, raw_stream: bool = _UNSET,
+                 max_header_bytes: int = _UNSET, max_headers: int = _UNSET,
+                 max_pipelined: int = _UNSET,
+                 rejected_handler: Optional[Callable[[Any], Any]] = _UNSET) -> HTTPServer:
     """Serve ``handler`` over HTTP on ``port`` (0 picks a free one).
 
     ``tls``: server TLS options (``twisted_aleph.tls.server_context(...)`` or
@@ -214,14 +321,31 @@ def start_server(handler: Handler, port: int, *, interface: str = "0.0.0.0",
     ``response_headers``: set on every response. Returns an
     :class:`HTTPServer`; its ``close()`` stops listening and drops open
     connections, its ``shutdown(timeout)`` lets them finish first.
+
+    What a client may do (Aleph's ``start-server`` options; defaults in
+    :mod:`.options`, None turns a limit off): ``max_request_body`` (bytes, 16
+    MiB; past it a 413, before reading a body whose ``Content-Length`` says
+    so), ``header_timeout`` (10 s for a request line and its headers),
+    ``idle_timeout`` (60 s between requests), ``body_timeout`` (30 s without a
+    body byte), ``max_connections`` (None; past it ``rejected_handler``, a 503
+    with ``Retry-After`` by default, answers), ``compression`` (gzip or
+    deflate for compressible responses), ``raw_stream`` (every route reads
+    its body as ``request.body_stream``), ``max_header_bytes`` (16384),
+    ``max_headers`` (500), ``max_pipelined`` (16 responses waiting in a full
+    send buffer). Or all of them as ``options``, a
+    :class:`~.options.ServerOptions` (the keywords override it). Routes
+    take their own body options with :func:`~.options.body_options`.
     """
     if reactor is None:
         from twisted.internet import reactor  # type: ignore[no-redef]
+    options = server_options(
+        options, max_request_body=max_request_body, header_timeout=header_timeout,
+        idle_timeout=idle_timeout, body_timeout=body_timeout, max_connections=max_connections,
+        compression=compression, raw_stream=raw_stream, max_header_bytes=max_header_bytes,
+        max_headers=max_headers, max_pipelined=max_pipelined, rejected_handler=rejected_handler)
     server_ref: List[Server] = []
-    headers = [(k.encode("latin-1"), v.encode("latin-1"))
-               for k, v in (response_headers or {}).items()]
-    site = AlephSite(_resource.handler_resource(handler), server_ref, access_log=access_log,
-                     response_headers=headers, reactor=reactor)
+    site = make_site(handler, options=options, reactor=reactor, access_log=access_log,
+                     response_headers=response_headers, server_ref=server_ref)
     if fd is not None:
         from twisted.protocols.tls import TLSMemoryBIOFactory
         factory: Any = site if tls is None else TLSMemoryBIOFactory(tls, False, site)
@@ -240,14 +364,16 @@ class HTTPServerService(ServerService):
 
     Stopping it (twistd on SIGTERM) is a graceful :meth:`HTTPServer.shutdown`
     bounded by ``shutdown_timeout``; ``fd`` serves an inherited listening
-    socket (``--workers``); ``response_headers`` go on every response.
+    socket (``--workers``); ``response_headers`` go on every response;
+    ``options`` (a :class:`~.options.ServerOptions`) are the server's limits.
     """
 
     def __init__(self, handler: Handler, port: int, *, interface: str = "0.0.0.0",
                  tls: Any = None, fd: Optional[int] = None,
                  shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
                  response_headers: Optional[Dict[str, str]] = None,
-                 gc_threshold: int = 0, reactor: Any = None) -> None:
+                 gc_threshold: int = 0, reactor: Any = None,
+                 options: Optional[ServerOptions] = None) -> None:
         super().__init__(self._listen, name="aleph-http", interface=interface,
                          shutdown_timeout=shutdown_timeout, gc_threshold=gc_threshold)
         self.handler = handler
@@ -255,16 +381,17 @@ class HTTPServerService(ServerService):
         self.tls = tls
         self.fd = fd
         self.response_headers = response_headers
+        self.options = options if options is not None else ServerOptions()
         self._reactor = reactor
 
     def _listen(self) -> HTTPServer:
         return start_server(self.handler, self.port, interface=self.interface, tls=self.tls,
                             fd=self.fd, reactor=self._reactor,
-                            response_headers=self.response_headers)
+                            response_headers=self.response_headers, options=self.options)
 
 
 __all__ = [
-    "AlephSite", "HTTPServerService", "HTTPServer",
+    "AlephSite", "HTTPServerService", "HTTPServer", "ServerOptions",
     "DEFAULT_SHUTDOWN_TIMEOUT",
-    "start_server",
+    "start_server", "make_site", "server_options",
 ]
