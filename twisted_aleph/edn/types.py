@@ -353,7 +353,7 @@ def _pair_keys(mine: Dict[Any, Any], theirs: Dict[Any, Any], pairs: TList[Any],
 def _deep_hash(root: Any) -> int:
     """``hash(root)`` for a read collection holding collections: a post-order
     walk with a stack. Agrees with the one-line hashes of flat collections."""
-    stack = [(root, _hash_parts(root), [])]
+    stack: TList[Tuple[Any, Iterator[Any], TList[Any]]] = [(root, _hash_parts(root), [])]
     while True:
         node, parts, done = stack[-1]
         for part in parts:
