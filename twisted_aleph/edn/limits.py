@@ -22,16 +22,16 @@ MAX_DEPTH = 1000
 #: counted in decimal digits: a number written in another base counts the
 #: decimal digits it would need (``36rZZZ``'s 3 digits count 5), since both
 #: reading it and writing it back cost what its decimal size costs (about
-#: n**1.6: 100,000 digits take ~20 ms to read on CPython). A ratio's parts are
-#: reduced by a gcd, which is quadratic: a part of n digits counts
+#: n**1.6: 100,000 digits take ~35 ms to read and as long to write back on
+#: CPython, ~8 and ~18 ms on PyPy, on a 2-core test machine). A ratio's parts
+#: are reduced by a gcd, which is quadratic: a part of n digits counts
 #: n * n / 1,000 (so at most 10,000 digits by default).
 MAX_INT_DIGITS = 100_000
 
 #: Most digits all the big integers of one ``loads`` call may have together
-#: (counted as for :data:`MAX_INT_DIGITS`), so that a message full of numbers
-#: just under the limit costs no more than two at the limit: about 40 ms to
-#: read and as much to write back on CPython.
-MAX_TOTAL_INT_DIGITS = 200_000
+#: (counted as for :data:`MAX_INT_DIGITS`): a message full of numbers just
+#: under the limit costs no more than one at the limit, a few tens of ms.
+MAX_TOTAL_INT_DIGITS = 100_000
 
 #: Integers of up to this many (decimal) digits do not count toward
 #: :data:`MAX_TOTAL_INT_DIGITS`: Python converts them natively, at a cost per
