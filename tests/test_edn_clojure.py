@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from twisted_aleph.edn import (
-    Char, EDNError, FrozenDict, FrozenSet, Keyword, List, Symbol, Vector, dumps, edn_equal,
-    loads,
+    BigInt, Char, EDNError, FrozenDict, FrozenSet, Keyword, List, Symbol, Vector, dumps,
+    edn_equal, loads,
 )
 
 from tests.test_edn import keywords, symbols
@@ -118,10 +118,14 @@ U = uuid.UUID("f81d4fae-7dec-11d0-a765-00a0c91e6bf6")
 # Clojure expression -> the Python value our reader must make of its pr-str.
 FROM_CLOJURE = [
     ("nil", None), ("true", True), ("false", False), ("42", 42), ("-7", -7),
-    ("123456789012345678901234567890N", 123456789012345678901234567890),
-    ("(bigint 5)", 5), ("(* 1N Long/MAX_VALUE Long/MAX_VALUE)", (2**63 - 1) ** 2),
+    ("123456789012345678901234567890N", BigInt(123456789012345678901234567890)),
+    ("(bigint 5)", BigInt(5)), ("(* 1N Long/MAX_VALUE Long/MAX_VALUE)", BigInt((2**63 - 1) ** 2)),
+    ("1N", BigInt(1)), ("(inc 1N)", BigInt(2)), ("0N", BigInt(0)), ("Long/MAX_VALUE", 2**63 - 1),
+    ("Long/MIN_VALUE", -2**63), ("(inc' Long/MAX_VALUE)", BigInt(2**63)),
+    ("(biginteger 5)", 5),  # java.math.BigInteger prints without N
     # past Python's 4,300-digit str()/int() limit
-    ("(reduce * (repeat 20000 2N))", 2**20000), ("(- (reduce * (repeat 15000 3N)))", -3**15000),
+    ("(reduce * (repeat 20000 2N))", BigInt(2**20000)),
+    ("(- (reduce * (repeat 15000 3N)))", BigInt(-3**15000)),
     ("1.5", 1.5), ("1e16", 1e16), ("1.0E-7", 1e-7), ("-0.0", -0.0), ("(/ 1.0 3)", 1 / 3),
     ("1.5M", Decimal("1.5")), ("1.50M", Decimal("1.50")), ("1E+10M", Decimal("1E+10")),
     ("##Inf", float("inf")), ("##-Inf", float("-inf")), ("1/3", Fraction(1, 3)),
@@ -156,6 +160,10 @@ BOTH_ACCEPT = [
     "#:ns{:a 1, :_/b 2, :c/d 3}", "^:meta [1]", ":1", "a#b", "'a", "nil?",
     '"\\u00e9\\101"', "\\o101", "\\u0041", "1 )", '#inst "1985"',
     '#inst "2020-02-29T10:11:12.123+05:30"',
+    "", "   ", "; only a comment", "#_ 1", "#_ #_ 1 2", "#_ ^:m x", "[^:m a 1]",
+    '^"s" [1]', "^{:a 1} #{1}", "^:a ^:b ()",
+    "12345678901234567890", "-9223372036854775809", "12345678901234567890/1", "0N",
+    "a٣", ":٣",
 ]
 
 # EDN text both readers must reject.
@@ -163,6 +171,7 @@ BOTH_REJECT = [
     "[1 2", "(1]", ")", '"abc', '"\\q"', "{1}", "#foo 1", "08", "1.2.3", "1a",
     "{1 1 1 2}", "#{1 1}", "{[1] 1 (1) 2}", "#{1N 1}", "\\abc", "\\ud800", "a::b", "::a",
     "a:", "##Foo", "#<x>", "[#_]", "1/0", '#uuid "x"', '#inst "1985-13-01"',
+    "#_", "^:m", "[^:m]", "#_ #_ 1", "^:m 1", '^:m "s"', "^:m :k", "^1 a", "^\\a a", "٣", "+٣", "-٣", "1٣", "٣/2", "2r11N", "1/2N",
 ]
 
 
@@ -234,6 +243,35 @@ class ToClojureTests(ClojureTestBase):
         self.round_trip({K("a"): [1, (2, 3)], "s": {1, 2}, None: [], 1.5: {}})
         self.round_trip([datetime(2021, 6, 1, 12, 30, tzinfo=timezone(timedelta(hours=-7)))])
         self.round_trip([Decimal("-0.000"), Decimal("123.4567890123456789")])
+
+    def test_integers_print_exactly_as_clojure(self) -> None:
+        # pr-str of what Clojure read from our text is our text: a long plainly,
+        # a BigInt with N, however it was made on our side.
+        for value in (0, 1, -1, 2**63 - 1, 2**63, -2**63, -2**63 - 1, BigInt(0), BigInt(5),
+                      BigInt(-7), 10**30, -(10**30), 2**20000, Fraction(1, 3),
+                      Fraction(2**70, 3), Fraction(2**70), [1, BigInt(1), 1.0, Decimal(1)]):
+            with self.subTest(value=_brief(value)[:60]):
+                text = dumps(value)
+                ok, printed = self.ask("R", text)
+                self.assertTrue(ok, printed)
+                self.assertEqual(printed, text)
+
+    def test_types_as_clojure_sees_them(self) -> None:
+        cases = [
+            (1, "java.lang.Long"), (BigInt(1), "clojure.lang.BigInt"),
+            (2**63, "clojure.lang.BigInt"), (2**63 - 1, "java.lang.Long"),
+            (Decimal("1.5"), "java.math.BigDecimal"), (Fraction(1, 2), "clojure.lang.Ratio"),
+            (1.5, "java.lang.Double"), (Char("a"), "java.lang.Character"),
+            (Symbol("a/b"), "clojure.lang.Symbol"), (List([1]), "clojure.lang.PersistentList"),
+            (U, "java.util.UUID"), (INST, "java.util.Date"),
+        ]
+        for value, class_name in cases:
+            with self.subTest(value=_brief(value)):
+                quoted = dumps(dumps(value))  # the EDN text as a Clojure string literal
+                ok, answer = self.ask("E", "(.getName (class (clojure.edn/read-string %s)))"
+                                      % quoted)
+                self.assertTrue(ok, answer)
+                self.assertEqual(answer, dumps(class_name))
 
     @settings(max_examples=150, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))

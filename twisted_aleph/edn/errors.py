@@ -1,10 +1,10 @@
-"""EDNError: bad EDN text, with where it went wrong."""
+"""EDNError: bad EDN text, with where it went wrong, or a value EDN cannot hold."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["EDNError"]
+__all__ = ["EDNError", "EDNTypeError"]
 
 
 class EDNError(ValueError):
@@ -35,3 +35,11 @@ class EDNError(ValueError):
         line = text.count("\n", 0, position) + 1
         column = position - (text.rfind("\n", 0, position) + 1) + 1
         return cls(message, position, line, column)
+
+
+class EDNTypeError(EDNError, TypeError):
+    """A value ``dumps`` cannot write because EDN has no form for its type.
+
+    Both an :class:`EDNError` (every ``dumps`` failure is one) and a
+    ``TypeError`` (what Python raises for a wrong type, as ``json`` does).
+    """

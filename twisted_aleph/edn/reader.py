@@ -3,21 +3,27 @@
 One compiled regex skips whitespace/commas/comments and matches the next
 token in a single call; a flat loop dispatches on which group matched and
 keeps open collections on an explicit stack, so nesting never recurses (the
-depth is capped at ``max_depth``, default :data:`MAX_DEPTH`, because Python's
-own ``==``/``hash``/``repr`` of the result *do* recurse). Cost: one regex
-match per token plus O(1) work, so time and memory are linear in the text,
-save integers, which have any size up to ``max_int_digits`` (default
-:data:`MAX_INT_DIGITS`) and cost a little more than linear past 4,000 digits
-(``bigint``); keywords and symbols come from a bounded token cache, so a
-repeated ``:key`` costs a dict lookup.
+depth is capped at ``max_depth``, default :data:`MAX_DEPTH`, 1,000 levels:
+what Clojure reads and prints). Cost: one regex match per token plus O(1)
+work, so time and memory are linear in the text, save big integers, which
+cost more than linear (``bigint``): each may have up to ``max_int_digits``
+digits and all of one call's together ``max_total_int_digits`` (``limits``
+says how they count); keywords and symbols come from a bounded token cache,
+so a repeated ``:key`` costs a dict lookup.
 
 Like ``read-string``, :func:`loads` reads the first form and ignores the rest
-of the text (``loads("1 2")`` is 1); :func:`loads_all` reads every form. Unlike
-``read-string``, text with no form at all raises (Clojure returns nil) unless
-``eof=`` says what to return. Clojure's reader extras are accepted: ``0x1F``,
-``017`` (octal), ``2r101``, ratios ``1/2`` (-> Fraction), ``#:ns{...}``
-namespaced maps, ``^meta`` (read and dropped), octal ``\\o101`` and string
-``\\101`` escapes. ``#inst`` fractions beyond microseconds are truncated.
+of the text (``loads("1 2")`` is 1), and text with no form at all (empty,
+whitespace, comments, ``#_`` discards) is None (``eof=`` to choose another
+value); :func:`loads_all` reads every form, ``[]`` for none. Integers are ints,
+except ``1N`` and those outside Java's long range, which are
+:class:`~twisted_aleph.edn.types.BigInt`, as Clojure reads them. Digits are
+ASCII only: a token starting with another Unicode digit (``٣``) is an invalid
+number, as in Clojure; ``\\u`` escapes take ASCII hex digits only (Clojure's
+reader also takes other Unicode digits there). Clojure's reader extras are
+accepted: ``0x1F``, ``017`` (octal), ``2r101``, ratios ``1/2`` (-> Fraction),
+``#:ns{...}`` namespaced maps, ``^meta`` (read and dropped), octal ``\\o101``
+and string ``\\101`` escapes. ``#inst`` fractions beyond microseconds are
+truncated.
 """
 
 from __future__ import annotations
@@ -30,25 +36,17 @@ from fractions import Fraction
 from functools import partial
 from typing import Any, Callable, Dict, List as TList, Mapping, Optional, Tuple
 
-from twisted_aleph.edn.bigint import int_from_digits
+from twisted_aleph.edn.bigint import decimal_digits, int_from_digits
 from twisted_aleph.edn.errors import EDNError
+from twisted_aleph.edn.limits import (
+    FREE_INT_DIGITS, MAX_DEPTH, MAX_INT_DIGITS, MAX_TOTAL_INT_DIGITS,
+)
 from twisted_aleph.edn.types import (
-    Char, FrozenDict, FrozenSet, Keyword, List, Symbol, Vector, edn_key,
+    BigInt, Char, FrozenDict, FrozenSet, Keyword, List, Symbol, Vector, edn_key,
 )
 from twisted_aleph.edn.writer import dumps
 
-__all__ = ["loads", "loads_all", "MAX_DEPTH", "MAX_INT_DIGITS"]
-
-#: Deepest nesting of collections (and tags) ``loads`` accepts by default:
-#: user code that walks a value recursively (and Python's repr) needs headroom.
-#: Deeper read values would make Python's recursive ``==``/``hash`` overflow.
-MAX_DEPTH = 100
-
-#: Most digits one number may have for ``loads`` by default (EDN integers have
-#: any size). Reading n digits costs about n**1.6: 100,000 take ~20 ms on
-#: CPython, a few times the cost of as many bytes of other EDN; a peer sending
-#: more gets an EDNError instead of holding the reactor.
-MAX_INT_DIGITS = 100_000
+__all__ = ["loads", "loads_all", "MAX_DEPTH", "MAX_INT_DIGITS", "MAX_TOTAL_INT_DIGITS"]
 
 # Java's Character.isWhitespace, plus the comma.
 _WS = "\t\n\x0b\x0c\r\x1c-\x1f ,\u1680\u2000-\u2006\u2008-\u200a\u2028\u2029\u205f\u3000"
@@ -84,6 +82,7 @@ _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 _INST_RE = re.compile(
     r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2})(?:T([0-9]{2})(?::([0-9]{2})"
     r"(?::([0-9]{2})(?:[.]([0-9]+))?)?)?)?)?)?(?:Z|([-+])([0-9]{2}):([0-9]{2}))?")
+_HEX4_RE = re.compile("[0-9a-fA-F]{4}")
 _UUID_RE = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -94,18 +93,22 @@ _CHAR_NAMES = {"newline": "\n", "space": " ", "tab": "\t", "backspace": "\b",
 _SYMBOLIC = {"Inf": float("inf"), "-Inf": float("-inf"), "NaN": float("nan")}
 
 # Frame kinds; collections first so "kind <= _NSMAP" means "append to items".
-_VECTOR, _LIST, _MAP, _SET, _NSMAP, _TAG, _DISCARD, _TOP = range(8)
+_VECTOR, _LIST, _MAP, _SET, _NSMAP, _TAG, _DISCARD, _META, _TOP = range(9)
 _OPENERS = {"[": _VECTOR, "(": _LIST, "{": _MAP}
 _CLOSES = {"]": (_VECTOR,), ")": (_LIST,), "}": (_MAP, _SET, _NSMAP)}
 _KIND_NAMES = {_VECTOR: "vector", _LIST: "list", _MAP: "map", _SET: "set",
                _NSMAP: "namespaced map", _TAG: "tagged value",
-               _DISCARD: "#_ or ^ form"}
+               _DISCARD: "#_ form", _META: "^ form"}
 _OPEN_TEXT = {_VECTOR: "[", _LIST: "(", _MAP: "{", _SET: "#{", _NSMAP: "#:ns{",
-              _TAG: "#tag", _DISCARD: "#_"}
+              _TAG: "#tag", _DISCARD: "#_", _META: "^meta"}
+
+# What ^meta may be, and what it may annotate (Clojure's IMeta values).
+_META_TYPES = frozenset([Symbol, Keyword, str, FrozenDict])
+_META_TARGETS = frozenset([Symbol, Vector, List, FrozenDict, FrozenSet])
 
 _EOF = object()
 _MISSING = object()
-_RAISE = object()
+_LONG_LIMIT = 1 << 63  # Java's long is [-2**63, 2**63): outside, Clojure reads a BigInt
 
 # Token text -> Keyword/Symbol/constant. Bounded: a peer sending endless
 # distinct keywords costs at most _TOKEN_CACHE_MAX entries here.
@@ -116,39 +119,45 @@ _TOKEN_CACHE_MAX = 8192
 
 def loads(text: "str | bytes", *, tags: Optional[Mapping[str, Callable[[Any], Any]]] = None,
           default_tag: Optional[Callable[[str, Any], Any]] = None,
-          eof: Any = _RAISE, max_depth: int = MAX_DEPTH,
-          max_int_digits: int = MAX_INT_DIGITS) -> Any:
+          eof: Any = None, max_depth: int = MAX_DEPTH,
+          max_int_digits: int = MAX_INT_DIGITS,
+          max_total_int_digits: int = MAX_TOTAL_INT_DIGITS) -> Any:
     """Read the first EDN form of ``text`` (``clojure.edn/read-string``).
 
     ``tags`` maps a tag name (``"my/tag"``) to a function of the read value;
     it takes precedence over the built-in ``inst`` and ``uuid``. An unknown
     tag is an :class:`EDNError` unless ``default_tag(tag, value)`` is given
     (``default_tag=TaggedLiteral`` keeps it). ``eof`` is returned for text
-    holding no form; by default that is an error too. ``max_depth`` bounds
-    nesting, ``max_int_digits`` the digits of one number (see the module).
+    holding no form (empty, blank, comments, discarded forms): None, as
+    ``read-string`` returns nil. ``max_depth`` bounds nesting,
+    ``max_int_digits`` the digits of one integer and ``max_total_int_digits``
+    those of all the big integers in ``text`` (see ``limits``).
     """
     if type(text) is not str:
         text = _as_text(text)
-    value = _read(text, 0, tags, default_tag, max_depth, max_int_digits)[0]
-    if value is _EOF:
-        if eof is _RAISE:
-            raise EDNError.at("unexpected end of input: no EDN value", text, len(text))
-        return eof
-    return value
+    value = _read(text, 0, tags, default_tag, max_depth, max_int_digits,
+                  max_total_int_digits)[0]
+    return eof if value is _EOF else value
 
 
 def loads_all(text: "str | bytes", *,
               tags: Optional[Mapping[str, Callable[[Any], Any]]] = None,
               default_tag: Optional[Callable[[str, Any], Any]] = None,
               max_depth: int = MAX_DEPTH,
-              max_int_digits: int = MAX_INT_DIGITS) -> TList[Any]:
-    """Read every EDN form in ``text``, in order (empty text gives ``[]``)."""
+              max_int_digits: int = MAX_INT_DIGITS,
+              max_total_int_digits: int = MAX_TOTAL_INT_DIGITS) -> TList[Any]:
+    """Read every EDN form in ``text``, in order (``[]`` when it holds none).
+
+    The bounds are those of :func:`loads`; ``max_total_int_digits`` is for the
+    whole text, not each form."""
     if type(text) is not str:
         text = _as_text(text)
     values: TList[Any] = []
     pos = 0
+    spent = [0]  # one budget for every form
     while True:
-        value, pos = _read(text, pos, tags, default_tag, max_depth, max_int_digits)
+        value, pos = _read(text, pos, tags, default_tag, max_depth, max_int_digits,
+                           max_total_int_digits, spent)
         if value is _EOF:
             return values
         values.append(value)
@@ -165,9 +174,14 @@ def _as_text(data: Any) -> str:
     raise TypeError("loads needs str or UTF-8 bytes, not %s" % type(data).__name__)
 
 
-def _read(text: str, pos: int, tags: Any, default_tag: Any,
-          max_depth: int, max_int_digits: int) -> Tuple[Any, int]:
-    """Read one form at ``pos``: ``(value, end)``, or ``(_EOF, len)``."""
+def _read(text: str, pos: int, tags: Any, default_tag: Any, max_depth: int,
+          max_int_digits: int, max_total_int_digits: int,
+          spent: Optional[TList[int]] = None) -> Tuple[Any, int]:
+    """Read one form at ``pos``: ``(value, end)``, or ``(_EOF, len)``.
+
+    ``spent[0]`` counts the digits of big integers read so far (the list is
+    made on the first one when None: most texts have none).
+    """
     match = _TOKEN.match
     cache = _TOKEN_CACHE
     fast_digits = 18 if max_int_digits > 17 else max_int_digits + 1  # int() at once below
@@ -194,7 +208,10 @@ def _read(text: str, pos: int, tags: Any, default_tag: Any,
                     tok[0] != "0" or len(tok) == 1):
                 v = int(tok)
             else:
-                v = _parse_number(tok, text, m.start(g), max_int_digits)
+                if spent is None:
+                    spent = [0]
+                v = _parse_number(tok, text, m.start(g), max_int_digits,
+                                  max_total_int_digits, spent)
         elif g == _G_SYMBOL:
             tok = m.group(g)
             v = cache.get(tok, _MISSING)
@@ -257,11 +274,12 @@ def _read(text: str, pos: int, tags: Any, default_tag: Any,
                 kind, items, start, extra = opened, [], at, new_extra
                 continue
         elif g == _G_META:
-            # ^meta form: Python values carry no metadata; read and drop it.
+            # ^meta form: Python values carry no metadata; read and drop it,
+            # then the form it annotates is the value.
             if len(stack) >= max_depth:
                 raise _too_deep(text, m.start(g), max_depth)
             stack.append((kind, items, start, extra))
-            kind, items, start, extra = _DISCARD, None, m.start(g), None
+            kind, items, start, extra = _META, None, m.start(g), None
             continue
         else:
             raise _bad_char(m.group(g), text, m.start(g))
@@ -276,17 +294,30 @@ def _read(text: str, pos: int, tags: Any, default_tag: Any,
                 v = _apply_tag(extra, v, text)
                 kind, items, start, extra = stack.pop()
                 continue
+            if kind == _META:
+                if extra is None:  # v is the metadata: dropped; the form comes next
+                    if type(v) not in _META_TYPES:
+                        raise EDNError.at("metadata must be a symbol, keyword, string or map",
+                                          text, start)
+                    extra = True
+                    break
+                if type(v) not in _META_TARGETS:  # v is the form: passed on
+                    raise EDNError.at("metadata can only be applied to symbols and "
+                                      "collections", text, start)
+                kind, items, start, extra = stack.pop()
+                continue
             kind, items, start, extra = stack.pop()  # _DISCARD drops v
             break
 
 
-def _parse_number(tok: str, text: str, at: int, max_digits: int) -> Any:
+def _parse_number(tok: str, text: str, at: int, max_int_digits: int,
+                  max_total_int_digits: int, spent: TList[int]) -> Any:
     try:
         m = _INT_RE.fullmatch(tok)
         if m is not None:
-            sign, zero, dec, hexa, octal, radix, radix_digits, _big = m.groups()
+            sign, zero, dec, hexa, octal, radix, radix_digits, big = m.groups()
             if zero is not None:
-                return 0
+                return BigInt(0) if big else 0
             if dec is not None:
                 base, digits = 10, dec
             elif hexa is not None:
@@ -295,12 +326,18 @@ def _parse_number(tok: str, text: str, at: int, max_digits: int) -> Any:
                 base, digits = 8, octal
             elif radix is not None:
                 base, digits = int(radix), radix_digits
+                if not 2 <= base <= 36:
+                    raise ValueError("radix %d out of range [2, 36]" % base)
             else:
                 raise ValueError("leading zero")
-            if len(digits) > max_digits:
-                raise _too_many_digits(tok, max_digits, text, at)
+            _spend(decimal_digits(len(digits), base), max_int_digits, max_total_int_digits,
+                   spent, tok, text, at)
             value = int_from_digits(digits, base)
-            return -value if sign == "-" else value
+            if sign == "-":
+                value = -value
+            if big or not -_LONG_LIMIT <= value < _LONG_LIMIT:
+                return BigInt(value)
+            return value
         m = _FLOAT_RE.fullmatch(tok)
         if m is not None:  # float() and Decimal() take linear time: no limit
             if m.group(2):
@@ -309,12 +346,17 @@ def _parse_number(tok: str, text: str, at: int, max_digits: int) -> Any:
         m = _RATIO_RE.fullmatch(tok)
         if m is not None:
             sign, numerator, denominator = m.groups()
-            if max(len(numerator), len(denominator)) > max_digits:
-                raise _too_many_digits(tok, max_digits, text, at)
+            for part in (numerator, denominator):
+                # the gcd that reduces a ratio is quadratic: its parts count more
+                _spend(max(len(part), len(part) * len(part) // _RATIO_DIGITS),
+                       max_int_digits, max_total_int_digits, spent, tok, text, at)
             ratio = Fraction(int_from_digits(numerator), int_from_digits(denominator))
             if sign == "-":
                 ratio = -ratio
-            return ratio.numerator if ratio.denominator == 1 else ratio
+            if ratio.denominator != 1:
+                return ratio
+            value = ratio.numerator
+            return value if -_LONG_LIMIT <= value < _LONG_LIMIT else BigInt(value)
     except EDNError:
         raise
     except (ValueError, ZeroDivisionError, InvalidOperation) as e:
@@ -322,9 +364,22 @@ def _parse_number(tok: str, text: str, at: int, max_digits: int) -> Any:
     raise EDNError.at("invalid number %s" % _shown(tok), text, at)
 
 
-def _too_many_digits(tok: str, max_digits: int, text: str, at: int) -> EDNError:
-    return EDNError.at("integer %s has more than max_int_digits=%d digits"
-                       % (_shown(tok), max_digits), text, at)
+_RATIO_DIGITS = 1000  # a ratio part of n digits costs n * n / 1000
+
+
+def _spend(cost: int, max_int_digits: int, max_total_int_digits: int, spent: TList[int],
+           tok: str, text: str, at: int) -> None:
+    """Charge ``cost`` decimal digits to this call's budget (``spent[0]``), or raise."""
+    if cost > max_int_digits:
+        raise EDNError.at("integer %s has more than max_int_digits=%d digits (in decimal; "
+                          "ratio parts count their square / %d)"
+                          % (_shown(tok), max_int_digits, _RATIO_DIGITS), text, at)
+    if cost > FREE_INT_DIGITS:
+        spent[0] += cost
+        if spent[0] > max_total_int_digits:
+            raise EDNError.at("integer %s is over max_total_int_digits=%d: the big integers "
+                              "of this text have more digits than that together"
+                              % (_shown(tok), max_total_int_digits), text, at)
 
 
 def _decimal(text: str) -> Decimal:
@@ -350,6 +405,10 @@ _SHOWN_MAX = 40
 
 def _parse_symbolic(tok: str, text: str, at: int) -> Any:
     """A keyword or symbol token (Clojure's matchSymbol), cached."""
+    if tok[0].isdecimal() or (tok[0] in "+-" and tok[1:2].isdecimal()):
+        # a non-ASCII digit (ASCII ones make number tokens): Clojure's reader
+        # takes any Unicode digit for a number's start, then finds it invalid
+        raise EDNError.at("invalid number %s (digits are ASCII)" % _shown(tok), text, at)
     m = _SYMBOL_RE.fullmatch(tok)
     if m is not None:
         ns, name = m.group(1), m.group(2)
@@ -397,12 +456,10 @@ def _parse_char(tok: str, text: str, at: int) -> Char:
     if named is not None:
         return Char(named)
     if tok[0] == "u" and len(tok) == 5:
-        try:
+        if _HEX4_RE.fullmatch(tok, 1) is not None:  # int() would take "+1_2" and "٣"
             code = int(tok[1:], 16)
-        except ValueError:
-            code = -1
-        if code >= 0 and not 0xD800 <= code <= 0xDFFF and tok[1:].isalnum():
-            return Char(chr(code))
+            if not 0xD800 <= code <= 0xDFFF:
+                return Char(chr(code))
         raise EDNError.at("invalid character constant \\%s" % tok, text, at)
     if tok[0] == "o" and 2 <= len(tok) <= 4 and all("0" <= d <= "7" for d in tok[1:]):
         code = int(tok[1:], 8)
@@ -542,7 +599,7 @@ def _too_deep(text: str, at: int, max_depth: int) -> EDNError:
 def _unmatched(c: str, kind: int, start: int, text: str, at: int) -> EDNError:
     if kind == _TOP:
         return EDNError.at("unmatched delimiter %s" % c, text, at)
-    if kind in (_TAG, _DISCARD):
+    if kind in (_TAG, _DISCARD, _META):
         return EDNError.at("%s needs a form before %s" % (_OPEN_TEXT[kind], c), text, at)
     return EDNError.at("unmatched delimiter %s: the %s opened at offset %d is still open"
                        % (c, _OPEN_TEXT[kind], start), text, at)

@@ -18,7 +18,15 @@ ints: the common case) the dict is built in one C-level call.
 EDN equality, and like Clojure's sequential collections a vector equals a list
 (and a Python list or tuple) with the same elements. ``Keyword`` and
 ``Symbol`` are interned (weakly), so they compare and hash by identity.
-``Char`` is a ``str`` subclass that is never equal to a ``str``.
+``Char`` is a ``str`` subclass that is never equal to a ``str``. ``BigInt``
+is an ``int`` subclass for Clojure's BigInts (``1N``): equal to, and hashing
+as, the int of the same value, as ``(= 1 1N)`` in Clojure.
+
+Values read at the deepest nesting ``loads`` allows (1,000 levels, what
+Clojure itself reads and prints) stay usable: ``==``, ``hash`` and ``repr``
+of the read collections walk nested collections with explicit stacks instead
+of recursing, so they never reach Python's recursion limit (1,000 frames on
+CPython). The common shallow cases keep their one-line fast paths.
 """
 
 from __future__ import annotations
@@ -29,10 +37,12 @@ from collections.abc import Mapping, Set
 from decimal import Decimal
 from fractions import Fraction
 from itertools import chain
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List as TList, Optional, Tuple
+
+from twisted_aleph.edn.bigint import int_to_decimal
 
 __all__ = [
-    "Keyword", "Symbol", "Char", "Vector", "List", "FrozenDict", "FrozenSet",
+    "Keyword", "Symbol", "Char", "BigInt", "Vector", "List", "FrozenDict", "FrozenSet",
     "TaggedLiteral", "edn_key", "edn_equal",
 ]
 
@@ -130,6 +140,72 @@ class Char(str):
         return "Char(%s)" % str.__repr__(self)
 
 
+def _keeping_bigint(name: str) -> Callable[..., Any]:
+    """``int``'s method ``name``, with an int result made a BigInt again."""
+    op = getattr(int, name)
+
+    def method(self: "BigInt", *args: Any) -> Any:
+        result = op(self, *args)
+        return BigInt(result) if type(result) is int else result
+
+    method.__name__ = name
+    method.__qualname__ = "BigInt." + name
+    return method
+
+
+class BigInt(int):
+    """An integer EDN writes with ``N``: Clojure's ``clojure.lang.BigInt``.
+
+    ``loads`` makes one of ``1N`` and of any integer outside Java's long
+    range (Clojure reads ``12345678901234567890`` as a BigInt too); ``dumps``
+    writes it back as ``1N``, so a Clojure peer that dispatches on type sees
+    a BigInt again. It is an ``int``: equal to, and hashing as, the int of the
+    same value, as ``(= 1 1N)`` is true and ``{1 :a}`` finds ``1N``.
+
+    Arithmetic keeps the type as Clojure's does (``(inc 1N)`` is ``2N``):
+    ``+ - * // %``, ``divmod`` and ``**`` (to an int exponent >= 0) with ints
+    or BigInts, and unary ``- + abs``, give BigInts. Everything else gives
+    what ``int`` gives: ``/`` a float, bitwise operators an int, a float,
+    Fraction or Decimal operand a float, Fraction or Decimal (Clojure gives
+    a double, ratio or BigDecimal there too).
+    """
+
+    __slots__ = ()
+
+    __add__ = _keeping_bigint("__add__")
+    __radd__ = _keeping_bigint("__radd__")
+    __sub__ = _keeping_bigint("__sub__")
+    __rsub__ = _keeping_bigint("__rsub__")
+    __mul__ = _keeping_bigint("__mul__")
+    __rmul__ = _keeping_bigint("__rmul__")
+    __floordiv__ = _keeping_bigint("__floordiv__")
+    __rfloordiv__ = _keeping_bigint("__rfloordiv__")
+    __mod__ = _keeping_bigint("__mod__")
+    __rmod__ = _keeping_bigint("__rmod__")
+    __pow__ = _keeping_bigint("__pow__")
+    __rpow__ = _keeping_bigint("__rpow__")
+    __neg__ = _keeping_bigint("__neg__")
+    __pos__ = _keeping_bigint("__pos__")
+    __abs__ = _keeping_bigint("__abs__")
+
+    def __divmod__(self, other: Any) -> Any:
+        result = int.__divmod__(self, other)
+        if result is NotImplemented or type(result[0]) is not int:
+            return result
+        return BigInt(result[0]), BigInt(result[1])
+
+    def __rdivmod__(self, other: Any) -> Any:
+        result = int.__rdivmod__(self, other)
+        if result is NotImplemented or type(result[0]) is not int:
+            return result
+        return BigInt(result[0]), BigInt(result[1])
+
+    def __repr__(self) -> str:
+        return "BigInt(%s)" % int_to_decimal(self)
+
+    __str__ = int.__repr__  # str() and print() as for an int
+
+
 class _Sentinel:
     __slots__ = ("label",)
 
@@ -198,16 +274,169 @@ def edn_key(value: Any) -> Any:
 
 
 def edn_equal(a: Any, b: Any) -> bool:
-    """Clojure's ``=`` on EDN values (``1``, ``true`` and ``1.0`` differ)."""
-    if a is b:
-        return True
-    wrap = _KEY_WRAPPERS.get(type(a))
-    if wrap is not None:
-        a = wrap(a)
-    wrap = _KEY_WRAPPERS.get(type(b))
-    if wrap is not None:
-        b = wrap(b)
-    return bool(a == b)
+    """Clojure's ``=`` on EDN values (``1``, ``true`` and ``1.0`` differ).
+
+    Nested collections are compared with an explicit stack: any depth works.
+    """
+    wrappers = _KEY_WRAPPERS
+    pairs = [(a, b)]
+    while pairs:
+        a, b = pairs.pop()
+        if a is b:
+            continue
+        wrap = wrappers.get(type(a))
+        if wrap is not None:
+            a = wrap(a)
+        wrap = wrappers.get(type(b))
+        if wrap is not None:
+            b = wrap(b)
+        if isinstance(a, _Sequential) or isinstance(b, _Sequential):
+            if not (isinstance(a, (tuple, list)) and isinstance(b, (tuple, list))
+                    and len(a) == len(b)):
+                return False
+            pairs.extend(zip(a, b))
+        elif isinstance(a, FrozenDict) and isinstance(b, FrozenDict):
+            if not _pair_keys(a._map, b._map, pairs, True):
+                return False
+        elif isinstance(a, FrozenSet) and isinstance(b, FrozenSet):
+            if not _pair_keys(a._map, b._map, pairs, False):
+                return False
+        elif isinstance(a, TaggedLiteral) and isinstance(b, TaggedLiteral):
+            if a.tag != b.tag:
+                return False
+            pairs.append((a.value, b.value))
+        elif not a == b:
+            return False
+    return True
+
+
+def _pair_keys(mine: Dict[Any, Any], theirs: Dict[Any, Any], pairs: TList[Any],
+               with_values: bool) -> bool:
+    """Match each key of ``mine`` (a read map's or set's dict of EDN keys) with
+    the equal key of ``theirs``, pushing what is left to compare on ``pairs``
+    (and the two values, for maps). False when some key has no match.
+
+    A collection key is matched by its hash, not by a dict lookup: a lookup
+    would compare it with Python's ``==``, one recursion per level of sets in
+    sets. Only keys whose hashes collide are compared on the spot.
+    """
+    if len(mine) != len(theirs):
+        return False
+    nested = _COLLECTION_TYPES
+    by_hash: Optional[Dict[int, TList[Any]]] = None
+    for key, value in mine.items():
+        if type(key) not in nested:  # a scalar: the lookup compares it cheaply
+            if key not in theirs:
+                return False
+            match = key
+        else:
+            if by_hash is None:
+                by_hash = {}
+                for k in theirs:
+                    if type(k) in nested:
+                        by_hash.setdefault(hash(k), []).append(k)
+            found = by_hash.get(hash(key))
+            if not found:
+                return False
+            if len(found) == 1:
+                match = found[0]
+                pairs.append((key, match))
+            else:
+                match = next((k for k in found if edn_equal(key, k)), _MISSING)
+                if match is _MISSING:
+                    return False
+        if with_values:
+            pairs.append((value, theirs[match]))
+    return True
+
+
+def _deep_hash(root: Any) -> int:
+    """``hash(root)`` for a read collection holding collections: a post-order
+    walk with a stack. Agrees with the one-line hashes of flat collections."""
+    stack: TList[Tuple[Any, Iterator[Any], TList[Any]]] = [(root, _hash_parts(root), [])]
+    while True:
+        node, parts, done = stack[-1]
+        for part in parts:
+            if type(part) in _COLLECTION_TYPES:
+                cached = getattr(part, "_cached_hash", None)
+                if cached is None:
+                    stack.append((part, _hash_parts(part), []))
+                    break
+                done.append(cached)
+            else:
+                done.append(part)
+        else:
+            stack.pop()
+            h = _finish_hash(node, done)
+            if not stack:
+                return h
+            stack[-1][2].append(h)
+
+
+def _hash_parts(node: Any) -> Iterator[Any]:
+    if isinstance(node, FrozenDict):
+        return chain.from_iterable((ek, edn_key(v)) for ek, v in node._map.items())
+    if isinstance(node, FrozenSet):
+        return iter(node._map)
+    if isinstance(node, TaggedLiteral):
+        return iter((edn_key(node.value),))
+    return map(edn_key, node)
+
+
+def _finish_hash(node: Any, parts: TList[Any]) -> int:
+    # A nested collection's part is its hash (an int): collisions, never a mismatch.
+    if isinstance(node, FrozenDict):
+        node._cached_hash = hash(frozenset(zip(parts[0::2], parts[1::2])))
+        return node._cached_hash
+    if isinstance(node, FrozenSet):
+        node._cached_hash = hash(frozenset(parts))
+        return node._cached_hash
+    if isinstance(node, TaggedLiteral):
+        return hash((node.tag, parts[0]))
+    return hash(tuple(parts))
+
+
+def _deep_repr(root: Any) -> str:
+    """``repr`` of a read collection, nested ones included, without recursion."""
+    out: TList[str] = []
+    stack: TList[TList[Any]] = []  # frames: [items, is a map, closing, count]
+    item = root
+    while True:
+        frame = _open_repr(item, out)
+        if frame is None:
+            out.append(repr(item))
+        else:
+            stack.append(frame)
+        while stack:
+            frame = stack[-1]
+            item = next(frame[0], _MISSING)
+            if item is _MISSING:
+                stack.pop()
+                closing = frame[2]
+                out.append(",))" if closing == "))" and frame[3] == 1 else closing)
+                continue
+            if frame[3]:
+                out.append(": " if frame[1] and frame[3] & 1 else ", ")
+            frame[3] += 1
+            break
+        else:
+            return "".join(out)
+
+
+def _open_repr(x: Any, out: TList[str]) -> Optional[TList[Any]]:
+    if isinstance(x, _Sequential):
+        out.append(type(x).__name__ + "((")
+        return [iter(x), False, "))", 0]
+    if isinstance(x, FrozenDict):
+        out.append("FrozenDict({")
+        return [chain.from_iterable(x.items()), True, "})", 0]
+    if isinstance(x, FrozenSet):
+        out.append("FrozenSet({")
+        return [iter(x), False, "})", 0]
+    if isinstance(x, TaggedLiteral):
+        out.append("TaggedLiteral(%r, " % (x.tag,))
+        return [iter((x.value,)), False, ")", 0]
+    return None
 
 
 class _Sequential(tuple):
@@ -223,14 +452,19 @@ class _Sequential(tuple):
         if len(self) != len(other):
             return False
         wrappers = _KEY_WRAPPERS
+        nested = _NESTED_TYPES
         for a, b in zip(self, other):
-            # edn_equal inlined: one Python frame per nesting level, not two.
+            # edn_equal inlined for flat sequences, the common case
             if a is b:
                 continue
-            wrap = wrappers.get(type(a))
+            ta = type(a)
+            tb = type(b)
+            if ta in nested or tb in nested:
+                return edn_equal(self, other)  # collections inside: no recursion
+            wrap = wrappers.get(ta)
             if wrap is not None:
                 a = wrap(a)
-            wrap = wrappers.get(type(b))
+            wrap = wrappers.get(tb)
             if wrap is not None:
                 b = wrap(b)
             if not a == b:
@@ -242,10 +476,12 @@ class _Sequential(tuple):
         return equal if equal is NotImplemented else not equal
 
     def __hash__(self) -> int:
-        return hash(tuple(map(edn_key, self)))
+        if _NESTED_TYPES.isdisjoint(map(type, self)):
+            return hash(tuple(map(edn_key, self)))
+        return _deep_hash(self)
 
     def __repr__(self) -> str:
-        return "%s(%s)" % (type(self).__name__, tuple.__repr__(self))
+        return _deep_repr(self)
 
 
 class Vector(_Sequential):
@@ -343,32 +579,14 @@ class FrozenDict(Mapping):
     def __eq__(self, other: Any) -> bool:
         if self is other:
             return True
-        if isinstance(other, FrozenDict):
-            theirs = other._map
-        elif isinstance(other, Mapping):
+        if not isinstance(other, FrozenDict):
+            if not isinstance(other, Mapping):
+                return NotImplemented
             try:
-                theirs = {edn_key(k): v for k, v in other.items()}
+                other = FrozenDict(other)
             except TypeError:
                 return False
-        else:
-            return NotImplemented
-        mine = self._map
-        if len(mine) != len(theirs) or mine.keys() != theirs.keys():
-            return False
-        wrappers = _KEY_WRAPPERS
-        for ek, v in mine.items():
-            w = theirs[ek]
-            if v is w:
-                continue
-            wrap = wrappers.get(type(v))
-            if wrap is not None:
-                v = wrap(v)
-            wrap = wrappers.get(type(w))
-            if wrap is not None:
-                w = wrap(w)
-            if not v == w:
-                return False
-        return True
+        return edn_equal(self, other)
 
     def __ne__(self, other: Any) -> bool:
         equal = self.__eq__(other)
@@ -376,13 +594,16 @@ class FrozenDict(Mapping):
 
     def __hash__(self) -> int:
         if self._cached_hash is None:
-            self._cached_hash = hash(frozenset(
-                (ek, edn_key(v)) for ek, v in self._map.items()))
+            m = self._map
+            if _NESTED_TYPES.isdisjoint(map(type, m)) and _NESTED_TYPES.isdisjoint(
+                    map(type, m.values())):
+                self._cached_hash = hash(frozenset((ek, edn_key(v)) for ek, v in m.items()))
+            else:
+                return _deep_hash(self)  # caches it
         return self._cached_hash
 
     def __repr__(self) -> str:
-        return "FrozenDict({%s})" % ", ".join(
-            "%r: %r" % kv for kv in self.items())
+        return _deep_repr(self)
 
     def __reduce__(self):
         return (FrozenDict, (list(self.items()),))
@@ -431,16 +652,16 @@ class FrozenSet(Set):
     def __eq__(self, other: Any) -> bool:
         if self is other:
             return True
-        if isinstance(other, FrozenSet):
-            theirs = other._map
-        elif isinstance(other, Set):
+        if not isinstance(other, FrozenSet):
+            if not isinstance(other, Set):
+                return NotImplemented
             try:
-                theirs = dict.fromkeys(map(edn_key, other))
+                other = FrozenSet(other)
             except TypeError:
                 return False
-        else:
-            return NotImplemented
-        return self._map.keys() == theirs.keys()
+        if _NESTED_TYPES.isdisjoint(map(type, self._map)):
+            return self._map.keys() == other._map.keys()  # scalars: no recursion
+        return edn_equal(self, other)
 
     def __ne__(self, other: Any) -> bool:
         equal = self.__eq__(other)
@@ -448,11 +669,14 @@ class FrozenSet(Set):
 
     def __hash__(self) -> int:
         if self._cached_hash is None:
-            self._cached_hash = hash(frozenset(self._map))
+            if _NESTED_TYPES.isdisjoint(map(type, self._map)):
+                self._cached_hash = hash(frozenset(self._map))
+            else:
+                return _deep_hash(self)  # caches it
         return self._cached_hash
 
     def __repr__(self) -> str:
-        return "FrozenSet({%s})" % ", ".join(map(repr, self))
+        return _deep_repr(self)
 
     def __reduce__(self):
         return (FrozenSet, (list(self),))
@@ -470,14 +694,22 @@ class TaggedLiteral:
     def __eq__(self, other: Any) -> bool:
         if not isinstance(other, TaggedLiteral):
             return NotImplemented
-        return self.tag == other.tag and edn_equal(self.value, other.value)
+        return edn_equal(self, other)
 
     def __ne__(self, other: Any) -> bool:
         equal = self.__eq__(other)
         return equal if equal is NotImplemented else not equal
 
     def __hash__(self) -> int:
+        if type(self.value) in _NESTED_TYPES:
+            return _deep_hash(self)
         return hash((self.tag, edn_key(self.value)))
 
     def __repr__(self) -> str:
-        return "TaggedLiteral(%r, %r)" % (self.tag, self.value)
+        return _deep_repr(self)
+
+
+# Read collections: compared, hashed and repr'd by the loops above.
+_COLLECTION_TYPES = frozenset([Vector, List, FrozenDict, FrozenSet, TaggedLiteral])
+# Members that may hold collections (plain ones become read ones in edn_key).
+_NESTED_TYPES = _COLLECTION_TYPES | frozenset([tuple, list, dict, set, frozenset])
