@@ -17,6 +17,7 @@ from twisted.trial import unittest
 
 from twisted_aleph import statsd
 from twisted_aleph import udp
+from twisted_aleph.statsd import server as statsd_server
 from twisted_aleph.tap import statsd as tap_statsd
 from twisted_aleph.statsd_protocol import BAD_LINES, PACKETS_RECEIVED, Rollup
 
@@ -102,16 +103,18 @@ class ClockedServerTests(unittest.TestCase):
 
     def test_bad_line_log_is_throttled(self) -> None:
         logged: List[dict] = []
-        self.patch(statsd.log, "warn", lambda fmt, **kw: logged.append(kw))
+        # bad lines go through the server's PeerLog (twisted_aleph.peerlog), which
+        # logs with the statsd server module's logger
+        self.patch(statsd_server.log, "warn", lambda fmt, **kw: logged.append(kw))
         for _ in range(100):
             self.feed(b"garbage")
         self.assertEqual(len(logged), 1)
-        self.assertIn("garbage", str(logged[0]["error"]))
+        self.assertIn("garbage", str(logged[0]["detail"]))
         self.clock.advance(10.0)
         self.feed(b"more:garbage")
         self.assertEqual(len(logged), 2)
-        self.assertEqual(logged[1]["suppressed"], 99)
-        self.assertEqual(logged[1]["host"], "10.1.2.3")
+        self.assertEqual(logged[1]["held_back"], 99)
+        self.assertEqual(logged[1]["peer"], "10.1.2.3")
 
     @defer.inlineCallbacks
     def test_unread_rollups_are_bounded_and_counted(self) -> Any:
@@ -321,14 +324,18 @@ class OptionsTests(unittest.TestCase):
         service = tap_statsd.makeService(o)
         self.assertEqual((service.port, service.shutdown_timeout, service.gc_threshold),
                          (9125, 1.5, 4321))
-        self.assertEqual(service.options, {
+        fresh = tap_statsd.Options()
+        fresh.parseOptions([])
+        self.assertEqual({k: service.options[k] for k in (
+            "interface", "flush_interval", "graphite", "percentiles", "prefix", "max_queued")}, {
             "interface": "127.0.0.2", "flush_interval": 2.5, "graphite": "g.example:2004",
             "percentiles": (50.0, 99.9), "prefix": "p", "max_queued": 7})
+        self.assertEqual(set(service.options), set(tap_statsd.service_options(fresh)))
 
     @defer.inlineCallbacks
     def test_service_starts_and_stops(self) -> Any:
         o = tap_statsd.Options()
-        o.parseOptions(["--port", "0", "--interface", "127.0.0.1"])
+        o.parseOptions(["--port", "0", "--interface", "127.0.0.1", "--admin-port", "0"])
         service = tap_statsd.makeService(o)
         self.assertEqual(service.gc_threshold, 50_000)  # the ready server tunes the collector
         service.startService()
