@@ -42,8 +42,15 @@ STATIC = Path(__file__).parent / "static"
 DEFAULT_WINDOW = 600.0
 #: series charted at most (memory: series x window / flush interval numbers).
 DEFAULT_MAX_SERIES = 200
-#: the largest message a browser may send us (it has nothing to say).
-MAX_INCOMING = 4096
+#: the most series ``max_series`` may ask for: a flush message (about 300
+#: bytes per series at most: a 256-byte name and a number) stays under
+#: :data:`MAX_MESSAGE`.
+MAX_SERIES_LIMIT = 50_000
+#: numbers in a snapshot at most: a longer history is thinned (every k-th flush,
+#: the newest kept), so a snapshot stays a few MB whatever the window.
+MAX_SNAPSHOT_VALUES = 500_000
+#: the WebSocket's message size limit, both ways (the page sends nothing).
+MAX_MESSAGE = 16 * 1024 * 1024
 
 
 def chart_values(rollup: Rollup) -> Dict[str, float]:
@@ -102,8 +109,8 @@ class LiveFeed:
 
     def __init__(self, *, window: float = DEFAULT_WINDOW,
                  max_series: int = DEFAULT_MAX_SERIES) -> None:
-        if window <= 0 or max_series < 1:
-            raise ValueError("window > 0 and max_series >= 1")
+        if window <= 0 or not 1 <= max_series <= MAX_SERIES_LIMIT:
+            raise ValueError(f"window > 0 and 1 <= max_series <= {MAX_SERIES_LIMIT}")
         self.window = window
         self.max_series = max_series
         self.interval = 1.0
@@ -159,11 +166,14 @@ class LiveFeed:
     def snapshot(self) -> str:
         """The whole window as one message (made once per flush, however many ask)."""
         if self._snapshot is None:
-            times = [t for t, _ in self.history]
+            history = list(self.history)
+            stride = -(-len(history) * max(len(self.series), 1) // MAX_SNAPSHOT_VALUES)
+            if stride > 1:
+                history = history[::-stride][::-1]
             self._snapshot = json.dumps({
-                "type": "snapshot", "t": times, "interval": self.interval,
+                "type": "snapshot", "t": [t for t, _ in history], "interval": self.interval,
                 "window": self.window, "hidden": self.hidden,
-                "series": {name: [values.get(name) for _, values in self.history]
+                "series": {name: [values.get(name) for _, values in history]
                            for name in self.series}},
                 separators=(",", ":"))
         return self._snapshot
@@ -203,7 +213,7 @@ def add_routes(app: Klein, feed: LiveFeed, prefix: str = "") -> None:
 
     async def updates(request: Any) -> Optional[Dict[str, Any]]:
         try:
-            conn = await websocket_connection(request, max_message_size=MAX_INCOMING)
+            conn = await websocket_connection(request, max_message_size=MAX_MESSAGE)
         except NotAWebSocket:
             return {"status": 400, "headers": {"content-type": "application/text"},
                     "body": "Expected a websocket request."}

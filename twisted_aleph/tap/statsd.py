@@ -19,7 +19,7 @@ from twisted_aleph.statsd import (
     DEFAULT_PORT, StatsdService, parse_address,
 )
 from twisted_aleph.statsd.admin import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_LINE
-from twisted_aleph.statsd.live import DEFAULT_MAX_SERIES, DEFAULT_WINDOW
+from twisted_aleph.statsd.live import DEFAULT_MAX_SERIES, DEFAULT_WINDOW, MAX_SERIES_LIMIT
 from twisted_aleph.statsd_protocol import (
     DEFAULT_DELETE_IDLE, DEFAULT_GAUGE_TTL, DEFAULT_MAX_METRICS, DEFAULT_MAX_NAME_BYTES,
     DEFAULT_MAX_STATE_BYTES, METRIC_TYPES, GraphiteNames, check_delete_idle,
@@ -111,6 +111,8 @@ class Options(usage.Options):
         for name in positive:
             if self[name] <= 0:
                 raise usage.UsageError(f"--{name} must be > 0")
+        if self["http-max-series"] > MAX_SERIES_LIMIT:
+            raise usage.UsageError(f"--http-max-series is at most {MAX_SERIES_LIMIT}")
         for name in ("gauge-ttl", "admin-idle-timeout", "max-queued-bytes"):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} must not be negative")
@@ -126,6 +128,8 @@ class Options(usage.Options):
             self["names"] = GraphiteNames(
                 self["prefix"], self["prefix-counter"], self["prefix-timer"],
                 self["prefix-gauge"], self["prefix-set"], self["suffix"]).check()
+            if not self["prefix-stats"]:
+                raise ValueError("--prefix-stats must not be empty")
             GraphiteNames(self["prefix-stats"]).check()
         except ValueError as e:
             raise usage.UsageError(str(e))
