@@ -711,6 +711,14 @@ class PayloadCapTests(unittest.SynchronousTestCase):
         self.assertTrue(payload.startswith(b"stats.counters.statsd.packets_received.count 1 1\n"))
         self.assertIn(b"statsd.dropped_values", payload)
 
+    def test_the_payload_is_items_in_order(self) -> None:
+        r = sp.StatsdRollup(histograms=[("", (1.0, math.inf))])
+        r.add_packet(b"c:1|c\nc:2|c|#k:v\ng:0.1|g\nt:3|ms|#a:b\nt:1e20|ms\nu:x|s|#k:v")
+        out = r.flush(5.0, 2.0)
+        names = sp.GraphiteNames("p", "c", "", "g", "s", "sfx")
+        expected = "".join(f"{k} {sp.format_number(v)} 5\n" for k, v in out.items(names))
+        self.assertEqual(out.graphite_payload(names)[0].decode(), expected)
+
     def test_console_text_and_summary(self) -> None:
         r = sp.StatsdRollup()
         r.add_packet(b"c:1|c\ng:2|g\nbad")

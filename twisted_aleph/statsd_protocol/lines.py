@@ -257,11 +257,15 @@ def format_metric(name: str, value: Any, kind: str = COUNTER, rate: float = 1.0,
 def format_number(value: float) -> str:
     """A number as Graphite's plaintext protocol takes it: integers without
     ``.0``, the rest exactly (``repr``)."""
+    if value.__class__ is float:  # the common case, first
+        if value.is_integer() and -1e15 < value < 1e15:
+            return "%d" % value
+        return repr(value)
     if isinstance(value, int):
         return str(value)
     value = float(value)
     if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
+        return "%d" % value
     return repr(value)
 
 

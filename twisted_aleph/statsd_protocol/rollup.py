@@ -198,26 +198,58 @@ class Rollup:
 
     def graphite_payload(self, names: Optional[GraphiteNames] = None,
                          max_bytes: Optional[int] = None) -> Tuple[bytes, int]:
-        """(``name value ts\\n`` lines, number of lines left out): lines are
-        written until the next would take the payload past ``max_bytes``; the
-        rest are counted, not rendered, so a huge rollup costs little more
-        than the cap."""
+        """(``name value ts\\n`` lines, number of lines left out): whole
+        series are written, in :meth:`items`'s order, until the next would
+        take the payload past ``max_bytes``; the rest are counted, not
+        rendered, so a huge rollup costs little more than the cap."""
+        if names is None:
+            names = GraphiteNames()
+        limit = max_bytes if max_bytes is not None else math.inf
         ts = f" {int(self.timestamp)}\n"
+        sfx = f".{names.suffix}" if names.suffix else ""
+        interval = self.interval or 1.0
+        fmt = format_number
+        internal = self.internal
+
+        def counter(ns: str, name: str, total: float) -> str:
+            base, sep, tags = name.partition(";")
+            tags = sep + tags
+            return (f"{ns}{base}.count{sfx}{tags} {fmt(total)}{ts}"
+                    f"{ns}{base}.rate{sfx}{tags} {fmt(total / interval)}{ts}")
+
+        def gauge(ns: str, name: str, value: float) -> str:
+            base, sep, tags = name.partition(";")
+            return f"{ns}{base}{sfx}{sep}{tags} {fmt(value)}{ts}"
+
+        def timer(ns: str, name: str, stats: Dict[str, float]) -> str:
+            base, sep, tags = name.partition(";")
+            head, tail = f"{ns}{base}.", f"{sfx}{sep}{tags} "
+            return "".join(f"{head}{stat}{tail}{fmt(value)}{ts}" for stat, value in stats.items())
+
+        def one_set(ns: str, name: str, count: int) -> str:
+            base, sep, tags = name.partition(";")
+            return f"{ns}{base}.count{sfx}{sep}{tags} {count}{ts}"
+
+        user_counters = [(k, v) for k, v in self.counters.items() if k not in internal]
+        groups: List[Tuple[str, Any, Callable[..., str], Callable[[Any], int]]] = [
+            (names.namespace("counter"), list(internal.items()), counter, lambda _: 2),
+            (names.namespace("counter"), user_counters, counter, lambda _: 2),
+            (names.namespace("gauge"), list(self.gauges.items()), gauge, lambda _: 1),
+            (names.namespace("timer"), list(self.timers.items()), timer, len),
+            (names.namespace("set"), list(self.sets.items()), one_set, lambda _: 1),
+        ]
         out: List[str] = []
         size = 0
-        left_out = 0
-        limit = max_bytes if max_bytes is not None else math.inf
-        for name, value in self.items(names):
-            if left_out:
-                left_out += 1
-                continue
-            line = f"{name} {format_number(value)}{ts}"
-            size += len(line)
-            if size > limit:
-                left_out = 1
-                continue
-            out.append(line)
-        return "".join(out).encode("ascii"), left_out
+        for g, (ns, series, render, lines) in enumerate(groups):
+            for i, (name, value) in enumerate(series):
+                text = render(ns, name, value)
+                size += len(text)
+                if size > limit:
+                    left_out = sum(lines(v) for _, v in series[i:])
+                    left_out += sum(lines(v) for later in groups[g + 1:] for _, v in later[1])
+                    return "".join(out).encode("ascii"), left_out
+                out.append(text)
+        return "".join(out).encode("ascii"), 0
 
     def console_text(self, names: Optional[GraphiteNames] = None) -> str:
         """Every figure as ``name value`` lines (the console backend's output)."""
