@@ -738,6 +738,13 @@ new_pieces = st.lists(st.sampled_from(
 class FastPathNewLanguageTests(unittest.SynchronousTestCase):
     @given(st.lists(new_pieces, max_size=8), st.integers(1, 6), st.integers(200, 5000))
     @example(["a:1_0|c", "a:\u0663|c", "n" * 257 + ":1|c", "a:1|c|#k:v", "a:1|ms|#k:v"], 2, 900)
+    @example(["a:1|c|#k:v,j:w", "a:2|c|#j:w,k:v", "a:1|c|@0.5|#k:v", "a:1|c|#k:v|@0.5",
+              "g:+1|g|#k:v", "g:-3|g|#k:v", "u:x|s|#k:v", "t:1|ms|#k:v", "a:1|#k:v",
+              "a:1|c|#k", "a:1|c|#k:~v", "a:1|c|#name:v", "a:1|c:2|c|#k:v", "b!:1|c|#k:v",
+              "n" * 250 + ":1|c|#k:vvvvvv", "a:1|c|#k:v,k:w", "a:1|c|#"], 6, 5000)
+    @example(["u:x|s|#k:v", "u:y|s|#k:v", "u:z|s|#k:v", "t:1|ms|#k:v", "t:2|h|@0.5|#k:v",
+              "u:w|s|@0.5|#k:v", "g:1|g|@0.5|#k:v", "c:1_0|c|#k:v", "c:1|c|@0.5_0|#k:v"],
+             3, 700)
     @settings(max_examples=500)
     def test_fast_path_agrees_with_parse_packet(self, lines: list, max_metrics: int,
                                                  max_bytes: int) -> None:

@@ -10,7 +10,8 @@
   each :class:`~twisted_aleph.statsd_protocol.Rollup` to its ``rollups``
   Stream, forwards it to Graphite (at most ``max_flush_bytes`` per flush) or,
   without Graphite, logs a one-line summary; ``console=True`` logs every
-  value (Etsy's console backend);
+  value (Etsy's console backend). Both are logged for each flush that saw
+  datagrams and the first one after that did not: an idle server is quiet;
 * :func:`start_server` builds one, with the admin TCP interface
   (:mod:`.admin`) and the live page (:mod:`.live`) when asked;
 * :class:`StatsdService` is the server as a twistd service
@@ -222,7 +223,7 @@ class StatsdServer:
         if self.graphite is None and busy:
             log.info("statsd flush: {summary} in {ms:.1f} ms", summary=rollup.summary(),
                      ms=self.last_flush_seconds * 1000)
-        if self.console and (busy or rollup.series):
+        if self.console and busy:
             log.info("statsd flush at {ts}:\n{values}", ts=int(now),
                      values=rollup.console_text(self.names))
         return rollup
