@@ -708,3 +708,42 @@ class NewOptionsTests(unittest.TestCase):
         yield service.stopService()
         self.assertEqual(admin.connections, set())
         self.assertEqual(list(live.feed.clients), [])
+
+
+class ThreadedFlushTests(unittest.TestCase):
+    """A big flush computes in the reactor's thread pool; flushes stay in order."""
+
+    @defer.inlineCallbacks
+    def test_flushes_computed_in_threads_arrive_in_order_and_whole(self) -> Any:
+        clock = task.Clock()
+        server = statsd.start_server(0, interface="127.0.0.1", clock=clock, reactor=reactor,
+                                     threaded_flush_lines=0, graphite="127.0.0.1:1")
+        closed = []
+        self.addCleanup(lambda: closed or server.close())
+        protocol = server.listening_port.protocol
+        for n in range(1, 4):
+            protocol.datagramReceived(
+                b"\n".join(b"t.%d:%d|ms" % (i, n) for i in range(300)), ("10.0.0.1", 1))
+            clock.advance(1.0)  # three flushes handed to the pool, one after the other
+        self.assertEqual(len(server.graphite.queue), 0)  # computing, not delivered yet
+        for n in range(1, 4):
+            rollup = yield server.rollups.take()
+            self.assertEqual(rollup.timestamp, float(n))
+            self.assertEqual(len(rollup.timers), 300)
+            self.assertEqual(rollup.timers["t.7"]["mean"], float(n))
+        self.assertEqual(len(server.graphite.queue), 3)  # sent in order, Graphite being away
+        self.assertIn(b"stats.timers.t.7.mean 3 3\n", server.graphite.queue[-1])
+        protocol.datagramReceived(b"last:1|c", ("10.0.0.1", 1))
+        closed.append(True)
+        yield server.close()
+        last = yield server.rollups.take()
+        self.assertEqual(last.counters["last"], 1.0)
+
+    def test_small_flushes_stay_on_the_reactor_thread(self) -> None:
+        clock = task.Clock()
+        server = open_server(self, clock=clock)
+        rollups: List[Rollup] = []
+        server.rollups.take().addCallback(rollups.append)
+        clock.advance(1.0)
+        self.assertEqual(len(rollups), 1)  # delivered at once
+        self.assertEqual(server.threaded_flush_lines, statsd_server.DEFAULT_THREADED_FLUSH_LINES)

@@ -23,10 +23,11 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from twisted_aleph import udp
 from twisted_aleph.peerlog import LogThrottle, PeerLog
@@ -38,6 +39,7 @@ from twisted_aleph.statsd_protocol import (
     DEFAULT_DELETE_IDLE, DEFAULT_GAUGE_TTL, DEFAULT_MAX_METRICS, DEFAULT_MAX_NAME_BYTES,
     DEFAULT_MAX_STATE_BYTES, AdminSession, GraphiteNames, Rollup, StatsdRollup,
 )
+from twisted_aleph.statsd_protocol.rollup import Interval
 from twisted_aleph.stream import Stream
 
 log = Logger()
@@ -53,6 +55,11 @@ GRAPHITE_DROPPED = "statsd.graphite_dropped_flushes"
 ROLLUPS_DROPPED = "statsd.rollups_dropped"
 #: Graphite lines left out of flushes by ``max_flush_bytes`` (reported at the next flush).
 GRAPHITE_LINES_DROPPED = "statsd.graphite_dropped_lines"
+#: a flush making more Graphite lines than this computes them in the thread pool.
+DEFAULT_THREADED_FLUSH_LINES = 20_000
+#: a flush once computed: (rollup, Graphite payload, lines left out, console text,
+#: seconds, to be logged)
+Computed = Tuple[Rollup, bytes, int, str, float, bool]
 
 
 class StatsdProtocol(DatagramProtocol):
@@ -103,7 +110,8 @@ class StatsdServer:
                  delete_idle: Sequence[str] = tuple(DEFAULT_DELETE_IDLE),
                  gauge_ttl: int = DEFAULT_GAUGE_TTL,
                  histograms: Sequence[Tuple[str, Sequence[float]]] = (),
-                 stats_prefix: str = "statsd") -> None:
+                 stats_prefix: str = "statsd",
+                 threaded_flush_lines: int = DEFAULT_THREADED_FLUSH_LINES) -> None:
         if clock is None:
             from twisted.internet import reactor as clock  # type: ignore[no-redef]
         if flush_interval <= 0:
@@ -136,6 +144,11 @@ class StatsdServer:
         self._seen: Dict[str, int] = {}  # drop totals already reported, by counter
         self._drop_log = LogThrottle(10.0)
         self._idle = True
+        #: flushes bigger than this many Graphite lines compute in the thread pool
+        self.threaded_flush_lines = threaded_flush_lines
+        self._reactor: Any = None
+        self._chain: Deferred = defer.succeed(None)  # flushes computing, in order
+        self._computing = 0
         self._timer: Any = None
         self._closed: Optional[Deferred] = None
 
@@ -153,6 +166,7 @@ class StatsdServer:
         """Bind the UDP port, start flushing (and forwarding, if configured)."""
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
+        self._reactor = reactor
         self.listening_port = udp.listen(reactor, port, StatsdProtocol(self), interface)
         if self.graphite is not None:
             self.graphite.start()
@@ -173,7 +187,7 @@ class StatsdServer:
     def _tick(self) -> None:
         self._timer = None
         try:
-            self.flush()
+            self._flush_on_timer()
         except Exception:
             log.failure("statsd flush failed")
         self._schedule()
@@ -185,8 +199,43 @@ class StatsdServer:
         return float(total - before)
 
     def flush(self) -> Rollup:
-        """Roll up what arrived since the last flush, publish it, start afresh."""
-        started = time.perf_counter()
+        """Roll up what arrived since the last flush, publish it, start afresh
+        (all of it now, on this thread: what the flush timer does in the
+        thread pool for a big interval, see ``threaded_flush_lines``)."""
+        return self._deliver(self._compute(*self._swap()))
+
+    def _flush_on_timer(self) -> None:
+        """A flush from the timer: a big one (over ``threaded_flush_lines``
+        Graphite lines) computes its timer statistics and Graphite lines in
+        the reactor's thread pool, so the reactor keeps reading datagrams;
+        flushes are delivered in order, one computed at a time."""
+        taken, busy = self._swap()
+        pool = getattr(self._reactor, "getThreadPool", None)
+        if self._computing or (pool is not None and taken.lines > self.threaded_flush_lines):
+            self._computing += 1
+            if pool is not None and taken.lines > self.threaded_flush_lines:
+                def compute(_: Any) -> Deferred:
+                    return threads.deferToThreadPool(self._reactor, pool(), self._compute,
+                                                     taken, busy)
+            else:
+                def compute(_: Any) -> Deferred:
+                    return defer.succeed(self._compute(taken, busy))
+            self._chain.addCallback(compute).addCallback(self._deliver).addErrback(
+                self._flush_failed).addBoth(self._computed)
+        else:
+            self._deliver(self._compute(taken, busy))
+
+    @staticmethod
+    def _flush_failed(failure: Failure) -> None:
+        log.failure("statsd flush failed", failure)
+
+    def _computed(self, _: Any) -> None:
+        self._computing -= 1
+
+    def _swap(self) -> Tuple[Interval, bool]:
+        """Take the interval from the rollup (on the reactor thread: cheap), and
+        whether it is to be logged (it saw datagrams, or is the first idle one
+        after some)."""
         rollup_state = self.rollup
         p = rollup_state.stats_prefix
         extra: Dict[str, float] = {
@@ -198,18 +247,36 @@ class StatsdServer:
                 GRAPHITE_LINES_DROPPED, self.graphite_lines_dropped)
         packets = rollup_state.packets
         now = self.clock.seconds()
-        rollup = rollup_state.flush(now, self.flush_interval, extra)
         self.admin.flushed(now, packets)
-        self._publish(rollup)
+        busy = bool(packets) or not self._idle
+        self._idle = not packets
+        return rollup_state.swap(now, self.flush_interval, extra), busy
+
+    def _compute(self, taken: Interval, busy: bool) -> Computed:
+        """The costly part of a flush, any thread: (rollup, Graphite payload,
+        lines left out of it, console text, seconds it took, logged?)."""
+        started = time.perf_counter()
+        rollup = taken.rollup()
+        payload, left_out = b"", 0
         if self.graphite is not None:
             payload, left_out = rollup.graphite_payload(self.names, self.max_flush_bytes)
+        console = rollup.console_text(self.names) if self.console and busy else ""
+        return rollup, payload, left_out, console, time.perf_counter() - started, busy
+
+    def _deliver(self, computed: Computed) -> Rollup:
+        """Publish a computed flush, send it, log it (on the reactor thread)."""
+        rollup, payload, left_out, console, seconds, busy = computed
+        rollup_state = self.rollup
+        p = rollup_state.stats_prefix
+        if self.graphite is not None:
             self.graphite.send(payload)
             if left_out:
                 self.graphite_lines_dropped += left_out
                 self._log_drop("statsd: a flush's Graphite lines are over --max-flush-bytes"
                                " ({max} bytes): {n} lines left out", max=self.max_flush_bytes,
                                n=left_out)
-        self.last_flush_seconds = time.perf_counter() - started
+        self._publish(rollup)  # last: a reader may run at once, and see the rest done
+        self.last_flush_seconds = seconds
         new = rollup.internal.get(f"{p}.dropped_new_metrics", 0.0)
         values = rollup.internal.get(f"{p}.dropped_values", 0.0)
         if new or values:
@@ -218,14 +285,12 @@ class StatsdServer:
                            " dropped in this flush", series=rollup_state.max_metrics,
                            bytes=rollup_state.max_state_bytes, new=int(new),
                            example=rollup_state.last_dropped, values=int(values))
-        busy = packets or not self._idle  # this flush, or the first idle one after
-        self._idle = not packets
         if self.graphite is None and busy:
             log.info("statsd flush: {summary} in {ms:.1f} ms", summary=rollup.summary(),
-                     ms=self.last_flush_seconds * 1000)
-        if self.console and busy:
-            log.info("statsd flush at {ts}:\n{values}", ts=int(now),
-                     values=rollup.console_text(self.names))
+                     ms=seconds * 1000)
+        if console:
+            log.info("statsd flush at {ts}:\n{values}", ts=int(rollup.timestamp),
+                     values=console)
         return rollup
 
     def _log_drop(self, fmt: str, **kwargs: Any) -> None:
@@ -266,12 +331,20 @@ class StatsdServer:
         waits: List[Deferred] = []
         if self.listening_port is not None:
             waits.append(defer.maybeDeferred(self.listening_port.stopListening))
-            self.flush()
-        self.rollups.close()
-        if self.graphite is not None:
-            waits.append(self.graphite.stop(grace))
-        for server in self.attached:
-            waits.append(defer.maybeDeferred(server.close))
+        last_flush = self.listening_port is not None
+
+        def finish(_: Any) -> Deferred:
+            """Once the flushes in the thread pool are delivered: the last one."""
+            if last_flush:
+                self.flush()
+            self.rollups.close()
+            stops = []
+            if self.graphite is not None:
+                stops.append(self.graphite.stop(grace))
+            for server in self.attached:
+                stops.append(defer.maybeDeferred(server.close))
+            return defer.gatherResults(stops, consumeErrors=True)
+        waits.append(self._chain.addCallback(finish))
         self._closed = defer.gatherResults(waits, consumeErrors=True).addCallback(
             lambda _: None)
         return self._closed

@@ -409,6 +409,57 @@ def _finite(total: float, name: str) -> float:
     return total
 
 
+def _histogram_bins(histograms: Sequence[Tuple[str, Sequence[float]]],
+                    series: str) -> Tuple[float, ...]:
+    for name, bins in histograms:
+        if name in series:
+            return tuple(bins)
+    return ()
+
+
+class Interval:
+    """One interval's raw figures, taken by :meth:`StatsdRollup.swap` and no
+    longer touched by it: :meth:`rollup` (the timers' statistics, the costly
+    part of a flush) may run in any thread."""
+
+    __slots__ = ("timestamp", "interval", "counters", "gauges", "timers", "timer_counts",
+                 "sets", "internal", "stats_prefix", "percentiles", "histograms")
+
+    def __init__(self, timestamp: float, interval: float, counters: Dict[str, float],
+                 gauges: Dict[str, float], timers: Dict[str, List[float]],
+                 timer_counts: Dict[str, float], sets: Dict[str, int],
+                 internal: Dict[str, float], stats_prefix: str,
+                 percentiles: Sequence[float],
+                 histograms: Sequence[Tuple[str, Sequence[float]]]) -> None:
+        self.timestamp = timestamp
+        self.interval = interval
+        self.counters = counters
+        self.gauges = gauges
+        self.timers = timers
+        self.timer_counts = timer_counts
+        self.sets = sets
+        self.internal = internal
+        self.stats_prefix = stats_prefix
+        self.percentiles = percentiles
+        self.histograms = histograms
+
+    @property
+    def lines(self) -> int:
+        """About how many Graphite lines the interval makes (a timer ~12)."""
+        return 2 * len(self.counters) + len(self.gauges) + 12 * len(self.timers) + len(self.sets)
+
+    def rollup(self) -> Rollup:
+        """The interval's :class:`Rollup`, timer statistics computed."""
+        histograms = self.histograms
+        timers = {
+            name: timer_stats(values, self.timer_counts[name], self.interval, self.percentiles,
+                              _histogram_bins(histograms, name) if histograms else ())
+            for name, values in self.timers.items()
+        }
+        return Rollup(self.timestamp, self.interval, self.counters, self.gauges, timers,
+                      self.sets, self.internal, self.stats_prefix)
+
+
 class StatsdRollup:
     """Accumulates metrics between flushes; ``flush()`` sends and restarts them.
 
@@ -771,10 +822,7 @@ class StatsdRollup:
 
     def histogram_bins(self, series: str) -> Tuple[float, ...]:
         """The bins of the first ``histograms`` entry whose name ``series`` contains."""
-        for name, bins in self.histograms:
-            if name in series:
-                return tuple(bins)
-        return ()
+        return _histogram_bins(self.histograms, series)
 
     def flush(self, timestamp: float, interval: float,
               extra_counters: Optional[Dict[str, float]] = None) -> Rollup:
@@ -783,8 +831,15 @@ class StatsdRollup:
 
         The internal counters (:data:`INTERNAL`, under ``stats_prefix``) are
         always reported; ``extra_counters`` (e.g. drops counted by the glue)
-        are added to the rollup's counters.
+        are added to the rollup's counters. ``swap(...).rollup()``.
         """
+        return self.swap(timestamp, interval, extra_counters).rollup()
+
+    def swap(self, timestamp: float, interval: float,
+             extra_counters: Optional[Dict[str, float]] = None) -> "Interval":
+        """Take the interval's raw figures and restart (what :meth:`flush`
+        does, but for the timers' statistics, which :meth:`Interval.rollup`
+        computes): O(series) and cheap; the rest may run in another thread."""
         internal = {"packets_received": float(self.packets),
                     "metrics_received": float(self.metrics),
                     "bad_lines": float(self.bad_lines),
@@ -798,17 +853,12 @@ class StatsdRollup:
         if extra_counters:
             reported.update(extra_counters)
         counters.update(reported)
-        histograms = self.histograms
-        timers = {
-            name: timer_stats(values, self.timer_counts[name], interval, self.percentiles,
-                              self.histogram_bins(name) if histograms else ())
-            for name, values in self.timers.items()
-        }
         sets = {name: len(members) for name, members in self.sets.items()}
         if self.gauge_ttl:
             self._expire_gauges()
-        rollup = Rollup(timestamp, interval, counters, dict(self.gauges), timers, sets,
-                        reported, self.stats_prefix)
+        taken = Interval(timestamp, interval, counters, dict(self.gauges), self.timers,
+                         self.timer_counts, sets, reported, self.stats_prefix,
+                         self.percentiles, self.histograms)
         self.flushes += 1
         self.counters = dict.fromkeys(kept_counters, 0.0)
         if "timers" in self.delete_idle:
@@ -819,7 +869,7 @@ class StatsdRollup:
         self.sets = {} if "sets" in self.delete_idle else {name: set() for name in self.sets}
         self.recount_state_bytes()
         self._reset_interval()
-        return rollup
+        return taken
 
     def _expire_gauges(self) -> None:
         now, ttl = self.flushes, self.gauge_ttl
@@ -868,6 +918,6 @@ __all__ = [
     "DROPPED_VALUES", "INTERNAL", "DEFAULT_MAX_METRICS", "DEFAULT_MAX_STATE_BYTES",
     "DEFAULT_GAUGE_TTL", "DEFAULT_DELETE_IDLE", "DEFAULT_MAX_GAUGES", "METRIC_TYPES",
     "SERIES_COST", "TIMER_VALUE_COST", "SET_MEMBER_COST", "TIMER_RUN", "GraphiteNames",
-    "Rollup", "StatsdRollup", "timer_stats", "parse_histogram", "check_percentiles",
+    "Rollup", "StatsdRollup", "Interval", "timer_stats", "parse_histogram", "check_percentiles",
     "check_delete_idle",
 ]
