@@ -276,6 +276,9 @@ class RealSocketTests(unittest.TestCase):
         self.assertEqual(await c.ask(b"delcounters sandbox.test.*", b"END\n\n"),
                          b"deleted: sandbox.test.a\ndeleted: sandbox.test.b\nEND\n\n")
         self.assertEqual(sorted(self.server.rollup.counters), ["other"])
+        config = (await c.ask(b"config", b"console: false\n")).decode()
+        self.assertIn("\nflush_interval: 1\n", config)
+        self.assertIn("\nmax_metrics: 100000\n", config)
         stats = (await c.ask(b"stats", b"END\n\n")).decode().split("\n")
         self.assertEqual([line.split(":")[0] for line in stats[:3]],
                          ["uptime", "messages.last_msg_seen", "messages.bad_lines_seen"])

@@ -131,7 +131,24 @@ class StatsdServer:
             histograms=histograms, stats_prefix=stats_prefix)
         self.peer_log = PeerLog("aleph-statsd", clock=clock, logger=log)
         self.admin = AdminSession(self.rollup, started=clock.seconds(),
-                                  status=self._backend_status)
+                                  status=self._backend_status, config={
+                                      "flush_interval": flush_interval,
+                                      "graphite": graphite.address if graphite else None,
+                                      "percentiles": self.rollup.percentiles,
+                                      "prefix": self.names.prefix,
+                                      "prefix_counter": self.names.counter,
+                                      "prefix_timer": self.names.timer,
+                                      "prefix_gauge": self.names.gauge,
+                                      "prefix_set": self.names.set,
+                                      "prefix_stats": stats_prefix,
+                                      "suffix": self.names.suffix,
+                                      "delete_idle": sorted(self.rollup.delete_idle),
+                                      "gauge_ttl": self.rollup.gauge_ttl,
+                                      "max_metrics": max_metrics,
+                                      "max_state_bytes": max_state_bytes,
+                                      "max_name_bytes": max_name_bytes,
+                                      "max_flush_bytes": max_flush_bytes,
+                                      "console": console})
         self.rollups = Stream(rollup_buffer, description="statsd rollups")
         self.rollups_dropped = 0
         self.graphite_lines_dropped = 0
