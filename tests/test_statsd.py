@@ -428,14 +428,15 @@ class CarbonIntegrationTests(unittest.TestCase):
         skip = ("Debian's graphite-carbon is not installed (carbon-cache, whisper-fetch):"
                 " the in-test Graphite server above covers the plaintext protocol")
 
-    @defer.inlineCallbacks
-    def test_real_carbon_cache_stores_the_metric(self) -> Any:
+    def start_carbon(self, enable_tags: bool = False) -> Any:
+        """A carbon-cache in a fresh directory: (its workdir, line port, process)."""
         workdir = os.path.abspath(self.mktemp())
         os.makedirs(os.path.join(workdir, "log"))
         line, pickle_port, query = free_tcp_ports(3)
         conf = os.path.join(workdir, "carbon.conf")
         with open(conf, "w") as f:
-            f.write(CARBON_CONF.format(dir=workdir, line=line, pickle=pickle_port, query=query))
+            f.write(CARBON_CONF.format(dir=workdir, line=line, pickle=pickle_port, query=query)
+                    .replace("ENABLE_TAGS = False", f"ENABLE_TAGS = {enable_tags}"))
         with open(os.path.join(workdir, "storage-schemas.conf"), "w") as f:
             f.write("[default]\npattern = .*\nretentions = 1s:1h\n")
         carbon = CarbonProcess()
@@ -448,7 +449,17 @@ class CarbonIntegrationTests(unittest.TestCase):
                 process.signalProcess("TERM")
             return carbon.ended
         self.addCleanup(stop_carbon)
+        return workdir, line, carbon
 
+    @defer.inlineCallbacks
+    def whisper_values(self, wsp: str) -> Any:
+        out = yield getProcessOutput(shutil.which("whisper-fetch"), [wsp], env=system_env())
+        return [float(v) for _, v in (ln.split() for ln in out.decode().splitlines())
+                if v != "None"]
+
+    @defer.inlineCallbacks
+    def test_real_carbon_cache_stores_the_metric(self) -> Any:
+        workdir, line, carbon = self.start_carbon()
         # The forwarder retries until carbon-cache is listening.
         server = open_server(self, flush_interval=0.2, graphite=f"127.0.0.1:{line}")
         client = yield statsd.client("127.0.0.1", server.port)
@@ -458,11 +469,29 @@ class CarbonIntegrationTests(unittest.TestCase):
         # this test's timeout); then read it back with graphite's own tool.
         yield carbon.wrote("stats.counters.carbon_it.count")
         wsp = os.path.join(workdir, "whisper", "stats", "counters", "carbon_it", "count.wsp")
-        out = yield getProcessOutput(shutil.which("whisper-fetch"), [wsp], env=system_env())
-        values = [float(v) for _, v in (ln.split() for ln in out.decode().splitlines())
-                  if v != "None"]
+        values = yield self.whisper_values(wsp)
         self.assertIn(3.0, values, carbon.output.decode()[-2000:])
         self.assertEqual(sum(values), 3.0)
+
+    @defer.inlineCallbacks
+    def test_real_carbon_cache_stores_a_tagged_series(self) -> Any:
+        """carbon 1.1 takes ``path;tag=value`` as a tagged series (its tag
+        database, graphite-web, is not running here: only the whisper file counts)."""
+        workdir, line, carbon = self.start_carbon(enable_tags=True)
+        server = open_server(self, flush_interval=0.2, graphite=f"127.0.0.1:{line}")
+        client = yield statsd.client("127.0.0.1", server.port)
+        self.addCleanup(lambda: (client.close(), client.socket.when_closed())[1])
+        yield client.increment("carbon_tagged", 4, tags={"env": "prod", "dc": "x"})
+        yield carbon.wrote("stats.counters.carbon_tagged.count;dc=x;env=prod")
+        tagged = [os.path.join(root, name)
+                  for root, _, files in os.walk(os.path.join(workdir, "whisper", "_tagged"))
+                  for name in files if name.endswith(".wsp")]
+        self.assertTrue(tagged, carbon.output.decode()[-2000:])
+        found = []
+        for wsp in tagged:
+            values = yield self.whisper_values(wsp)
+            found.append(sum(values))
+        self.assertIn(4.0, found)
 
 
 # -- seeing what it does -----------------------------------------------------------
