@@ -776,3 +776,14 @@ class ThreadedFlushTests(unittest.TestCase):
         clock.advance(1.0)
         self.assertEqual(len(rollups), 1)  # delivered at once
         self.assertEqual(server.threaded_flush_lines, statsd_server.DEFAULT_THREADED_FLUSH_LINES)
+
+
+class SeedStatsdDigitsTests(unittest.SynchronousTestCase):
+    """The seed's pared-down statsd (twisted_aleph.demo.udp) reads ASCII digits only too."""
+
+    def test_unicode_digits_are_refused(self) -> None:
+        from twisted_aleph.demo import udp as demo_udp
+        self.assertEqual(demo_udp.parse_statsd_packet({"message": b"a:12"}), ("a", 12))
+        for bad in ("a:\u0663", "a:\uff11", "a:1\u0663"):
+            self.assertRaises(ValueError, demo_udp.parse_statsd_packet,
+                              {"message": bad.encode()})
