@@ -1,10 +1,14 @@
 """statsd over UDP: datagrams/s absorbed with zero loss, twisted_aleph against raw Twisted.
 
-Two servers, measured in the same run, each in its own process pinned to CPU 0
-(taskset), fed by a paced sender process pinned to CPU 1 that counts what it sent:
+Three workloads, measured in the same run, each server in its own process
+pinned to CPU 0 (taskset), fed by a paced sender process pinned to CPU 1 that
+counts what it sent:
 
 * ``aleph``: ``twisted_aleph.statsd.start_server`` (parse + roll up every
-  datagram, flush every second, rollups consumed from its stream);
+  datagram, flush every second, rollups consumed from its stream) fed plain
+  statsd lines;
+* ``tagged``: the same server fed the same lines with DogStatsD tags
+  (``|#env:prod,host:web1``), which take the general parser, not the fast path;
 * ``raw``: a Twisted ``DatagramProtocol`` that only counts.
 
 For each server the send rate is stepped up (x1.6) until datagrams go missing,
@@ -31,14 +35,22 @@ from typing import Any, Dict, Generator, Optional, Tuple
 
 import _harness
 
-KINDS = ("aleph", "raw")
+KINDS = ("aleph", "tagged", "raw")
 LINES = [b"api.requests:1|c", b"api.latency:12.5|ms", b"api.load:3|g",
          b"api.errors:1|c|@0.1"]
+TAGGED_LINES = [b"api.requests:1|c|#env:prod,host:web1", b"api.latency:12.5|ms|#route:/users",
+                b"api.load:3|g|#host:web1", b"api.errors:1|c|@0.1|#env:prod"]
+STATE_SERIES = 100_000
 FLOOD = 1e9  # a send rate no sender reaches: as fast as it can
 BURST = 100  # datagrams sent between looks at the clock
 
 
 # -- the server processes ----------------------------------------------------
+
+def server_kind(kind: str) -> str:
+    """The server process a workload runs against (tagged lines go to aleph)."""
+    return "aleph" if kind == "tagged" else kind
+
 
 def serve(kind: str) -> None:
     """Listen on 127.0.0.1:0, print PORT, answer each "count" line on stdin
@@ -96,13 +108,14 @@ def serve(kind: str) -> None:
 
 # -- the sender process ------------------------------------------------------
 
-def send(port: int, rate: float, seconds: float) -> None:
+def send(port: int, rate: float, seconds: float, kind: str = "aleph") -> None:
     """Send ``rate`` datagrams/s for ``seconds``, in bursts of at most
-    :data:`BURST` paced by the clock; print ``SENT <count> <achieved rate>``."""
+    :data:`BURST` paced by the clock; print ``SENT <count> <achieved rate>``.
+    ``kind`` "tagged" sends the lines with tags."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.connect(("127.0.0.1", port))  # connected: send() skips address parsing
     send_one = sock.send
-    burst = (LINES * BURST)[:BURST]
+    burst = ((TAGGED_LINES if kind == "tagged" else LINES) * BURST)[:BURST]
     sent = 0
     start = time.perf_counter()
     end = start + seconds
@@ -129,7 +142,9 @@ class ServerProcess(_harness.Child):
     """A server child on CPU 0 with a "count" control channel on its stdin."""
 
     def __init__(self, python: str, kind: str) -> None:
-        super().__init__(_harness.script_argv(python, __file__, "--serve", kind), control=True)
+        super().__init__(_harness.script_argv(python, __file__, "--serve", server_kind(kind)),
+                         control=True)
+        self.kind = kind
         self.cpu_used = 0.0
 
     def count(self) -> int:
@@ -160,7 +175,7 @@ def trial(python: str, server: ServerProcess, rate: float, seconds: float) -> Tr
     before = server.settled_count()
     cpu_before = server.cpu_seconds()
     out = _harness.run_pinned(_harness.LOAD_CPU, _harness.script_argv(
-        python, __file__, "--send", server.port, rate, seconds))
+        python, __file__, "--send", server.port, rate, seconds, server.kind))
     sent, achieved = _harness.last_line(out, "SENT ").split()
     received = server.settled_count() - before
     server.cpu_used = server.cpu_seconds() - cpu_before
@@ -235,6 +250,62 @@ def measure(args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
             server.stop()
 
 
+# -- the state of 100k series ---------------------------------------------------
+
+def state(series: int) -> None:
+    """Feed ``series`` distinct series, then flush three times (refeeding each
+    time); print ``STATE {json}``: RSS before and after, flush times, payload."""
+    import gc
+    import json
+    import resource
+
+    from twisted_aleph.server import tune_gc
+    from twisted_aleph.statsd_protocol import GraphiteNames, StatsdRollup
+
+    def rss_mb() -> float:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    quarter = series // 4
+    packets = []
+    for i in range(0, quarter, 20):
+        lines = []
+        for j in range(i, min(i + 20, quarter)):
+            lines += [b"app.counter.%06d:1|c" % j, b"app.gauge.%06d:%d|g" % (j, j),
+                      b"app.timer.%06d:%d|ms" % (j, j % 100), b"app.timer.%06d:1.5|ms" % j,
+                      b"app.timer.%06d:2|ms" % j, b"app.timer.%06d:3|ms" % j,
+                      b"app.set.%06d:a|s" % j, b"app.set.%06d:b|s" % j]
+        packets.append(b"\n".join(lines))
+    rollup = StatsdRollup(max_metrics=series + 100)
+    names = GraphiteNames()
+    tune_gc()
+    gc.collect()
+    before = rss_mb()
+    flushes, swaps, payload, peak = [], [], 0, 0.0
+    for n in range(3):
+        for packet in packets:
+            rollup.add_packet(packet)
+        if n == 0:
+            peak = rss_mb()
+            held = rollup.series
+            state_bytes = rollup.state_bytes
+        start = time.perf_counter()
+        taken = rollup.swap(float(n), 1.0)  # on the reactor thread
+        swapped = time.perf_counter()
+        data, _ = taken.rollup().graphite_payload(names, 1 << 40)  # in the thread pool
+        flushes.append(time.perf_counter() - start)
+        swaps.append(swapped - start)
+        payload = len(data)
+        del taken, data
+    print("STATE " + json.dumps({"series": held, "rss_before_mb": before, "rss_mb": peak,
+                                 "state_bytes": state_bytes, "flush_s": sorted(flushes),
+                                 "swap_s": sorted(swaps), "payload_bytes": payload}),
+          flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     _harness.add_common_options(parser, seconds=1.0)
@@ -244,25 +315,41 @@ def main() -> None:
                         help="bisection steps after the first loss (default 4)")
     parser.add_argument("--quiet", action="store_true", help="no per-trial lines")
     parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)
-    parser.add_argument("--send", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--send", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--state", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         return serve(args.serve)
     if args.send:
-        return send(int(args.send[0]), float(args.send[1]), float(args.send[2]))
+        return send(int(args.send[0]), float(args.send[1]), float(args.send[2]), args.send[3])
+    if args.state:
+        return state(args.state)
     args = _harness.finish_options(args)
     _harness.header("statsd over UDP", args)
     r = measure(args)
-    for kind, label in (("aleph", "twisted_aleph.statsd"), ("raw", "raw DatagramProtocol")):
+    import json
+    st = json.loads(_harness.last_line(_harness.run_pinned(_harness.SERVER_CPU, _harness.script_argv(
+        args.python, __file__, "--state", STATE_SERIES)), "STATE "))
+    for kind, label in (("aleph", "twisted_aleph.statsd"), ("tagged", "  the same, tagged lines"),
+                        ("raw", "raw DatagramProtocol")):
         fig = r[kind]
         note = (f"loss from {fig['lossy']:.0f}/s" if fig["lossy"] is not None
                 else "sender-bound: no loss at the sender's top speed")
         print(f"{label:22} {fig['zero_loss']:9.0f} datagrams/s with zero loss ({note});"
               f" flooded: {fig['flooded']:.0f}/s absorbed, {fig['cpu_us']:.2f} us CPU/datagram")
-    aleph, raw = r["aleph"], r["raw"]
+    aleph, tagged, raw = r["aleph"], r["tagged"], r["raw"]
     print(f"ratio aleph/raw: zero-loss {aleph['zero_loss'] / raw['zero_loss']:.2f}"
           f" (goal >= 0.7); flooded {aleph['flooded'] / raw['flooded']:.2f};"
           f" CPU per datagram raw/aleph {raw['cpu_us'] / aleph['cpu_us']:.2f}")
+    print(f"ratio tagged/plain lines: zero-loss {tagged['zero_loss'] / aleph['zero_loss']:.2f};"
+          f" CPU per datagram {tagged['cpu_us'] / aleph['cpu_us']:.2f}x")
+    print(f"{st['series']:,} distinct series: RSS {st['rss_mb']:.0f} MB"
+          f" ({st['rss_mb'] - st['rss_before_mb']:.0f} MB over the empty process;"
+          f" estimated state {st['state_bytes'] / 2**20:.0f} MiB);"
+          f" a flush rendering them for Graphite ({st['payload_bytes'] / 2**20:.1f} MiB)"
+          f" takes {st['flush_s'][1] * 1000:.0f} ms (best {st['flush_s'][0] * 1000:.0f} ms),"
+          f" of which {st['swap_s'][1] * 1000:.0f} ms on the reactor thread (the rest in the"
+          f" thread pool)")
     results = _harness.Results("statsd", args)
     sender_bound = "sender-bound" if aleph["lossy"] is None or raw["lossy"] is None else ""
     results.add("zero-loss rate", aleph["zero_loss"], raw["zero_loss"], "datagrams/s",
@@ -270,6 +357,16 @@ def main() -> None:
     results.add("absorbed when flooded", aleph["flooded"], raw["flooded"], "datagrams/s")
     results.add("CPU per datagram (flooded)", aleph["cpu_us"], raw["cpu_us"], "us",
                 better="lower")
+    results.add("zero-loss rate, tagged lines", tagged["zero_loss"], raw["zero_loss"],
+                "datagrams/s", note="sender-bound" if tagged["lossy"] is None else "")
+    results.add("CPU per datagram (flooded), tagged lines", tagged["cpu_us"], raw["cpu_us"],
+                "us", better="lower")
+    results.add("flush of 100k series (median of 3)", st["flush_s"][1] * 1000, None, "ms",
+                better="lower")
+    results.add("  of which on the reactor thread", st["swap_s"][1] * 1000, None, "ms",
+                better="lower")
+    results.add("RSS with 100k series", st["rss_mb"], None, "MB", better="lower",
+                note=f"{st['rss_mb'] - st['rss_before_mb']:.0f} MB over the empty process")
     results.emit()
 
 

@@ -363,3 +363,403 @@ class PercentileCheckTests(unittest.SynchronousTestCase):
         self.assertEqual(sp.StatsdRollup(percentiles=(50, 99.9, -10, 100)).percentiles,
                          (50.0, 99.9, -10.0, 100.0))
 
+
+
+# -- tags ---------------------------------------------------------------------------
+
+tag_names = st.text("abcdefghijklmnopqrstuvwxyz0123456789_.-/", min_size=1, max_size=10).filter(
+    lambda t: t != "name")
+tag_values = st.text("abcdefghijklmnopqrstuvwxyzABC0123456789_.-/:=@+", min_size=1, max_size=12)
+
+
+class TagTests(unittest.SynchronousTestCase):
+    def test_tags_make_a_graphite_tagged_series(self) -> None:
+        self.assertEqual(sp.parse_line("hits:1|c|#env:prod,host:a"),
+                         [Metric("hits;env=prod;host=a", "c", 1.0)])
+
+    def test_tag_order_and_field_order_do_not_matter(self) -> None:
+        lines = ["rt:5|ms|@0.5|#b:2,a:1", "rt:5|ms|#a:1,b:2|@0.5", "rt:5|ms|#b:2,a:1|@0.5"]
+        self.assertEqual({tuple(sp.parse_line(line)) for line in lines},
+                         {(Metric("rt;a=1;b=2", "ms", 5.0, 0.5),)})
+
+    def test_every_kind_takes_tags(self) -> None:
+        self.assertEqual(sp.parse_line("g:-2|g|#k:v"), [Metric("g;k=v", "g", -2.0, 1.0, True)])
+        self.assertEqual(sp.parse_line("u:bob|s|#k:v"), [Metric("u;k=v", "s", "bob")])
+        self.assertEqual(sp.parse_line("t:1|h|#k:v"), [Metric("t;k=v", "ms", 1.0)])
+
+    def test_a_value_may_hold_colons_and_equals(self) -> None:
+        [metric] = sp.parse_line("hits:1|c|#url:http://x/y?a=b")
+        self.assertEqual(sp.split_series(metric.name), ("hits", {"url": "http://x/y?a=b"}))
+
+    def test_invalid_tags_are_bad_lines(self) -> None:
+        cases = {
+            "a:1|c|#": "not name:value",
+            "a:1|c|#env": "not name:value",
+            "a:1|c|#env:": "not name:value",
+            "a:1|c|#:prod": "not name:value",
+            "a:1|c|#env:prod,": "not name:value",
+            "a:1|c|#e;v:prod": "Graphite refuses",
+            "a:1|c|#e=v:prod": "Graphite refuses",
+            "a:1|c|#e!:prod": "Graphite refuses",
+            "a:1|c|#env:pr;od": "Graphite refuses",
+            "a:1|c|#env:pr od": "Graphite refuses",
+            "a:1|c|#env:~prod": "Graphite refuses",
+            "a:1|c|#env:pr\u00f6d": "Graphite refuses",
+            "a:1|c|#env:a,env:b": "repeated or reserved",
+            "a:1|c|#name:x": "repeated or reserved",
+            "a:1|c|#a:1|#b:2": "given twice",
+            "a:1|c|@0.5|@0.5": "given twice",
+            "a:1|c|#a:1|x": "too many '|' fields",
+        }
+        for line, reason in cases.items():
+            with self.assertRaises(BadLine, msg=line) as cm:
+                sp.parse_line(line)
+            self.assertIn(reason, str(cm.exception), line)
+
+    @given(names, st.sampled_from(["c", "ms", "g"]), st.integers(0, 10**6), rates,
+           st.dictionaries(tag_names, tag_values, min_size=1, max_size=4))
+    @settings(max_examples=300)
+    def test_any_wellformed_tagged_line_parses_to_what_was_sent(
+            self, name: str, kind: str, value: int, rate: float, tags: dict) -> None:
+        if kind == "g":
+            rate = 1.0
+        line = sp.format_metric(name, value, kind, rate, tags)
+        [metric] = sp.parse_line(line, max_name_bytes=10_000)
+        self.assertEqual(metric, Metric(sp.series_name(name, tags), kind, float(value), rate))
+        self.assertEqual(sp.split_series(metric.name), (name, tags))
+
+    def test_graphite_gets_tagged_series_after_the_whole_path(self) -> None:
+        r = sp.StatsdRollup()
+        r.add_packet(b"hits:4|c|#env:prod\nhits:1|c\nload:2|g|#dc:x\nrt:10|ms|#env:prod\n"
+                     b"u:a|s|#env:prod")
+        lines = set(r.flush(1234.0, 2.0).graphite_lines().decode().splitlines())
+        for line in ["stats.counters.hits.count;env=prod 4 1234",
+                     "stats.counters.hits.rate;env=prod 2 1234",
+                     "stats.counters.hits.count 1 1234",
+                     "stats.gauges.load;dc=x 2 1234",
+                     "stats.timers.rt.upper_90;env=prod 10 1234",
+                     "stats.sets.u.count;env=prod 1 1234"]:
+            self.assertIn(line, lines)
+
+    def test_check_tags(self) -> None:
+        sp.check_tags([("env", "prod")])
+        self.assertRaises(ValueError, sp.check_tags, [("env", "a b")])
+
+
+# -- what a peer may send: names in bytes, numbers in ASCII ----------------------------
+
+class NameLengthTests(unittest.SynchronousTestCase):
+    def test_the_cap_is_256_bytes_tags_included(self) -> None:
+        ok, long = "n" * 256, "n" * 257
+        self.assertEqual(sp.parse_line(f"{ok}:1|c")[0].name, ok)
+        for line in (f"{long}:1|c", f"{'n' * 250}:1|c|#env:prod", f"{long}:1|c|@0.5",
+                     f"{long}:x|s"):
+            with self.assertRaises(BadLine, msg=line[-20:]) as cm:
+                sp.parse_line(line)
+            self.assertIn("longer than 256 bytes", str(cm.exception))
+            self.assertLess(len(str(cm.exception)), 200)
+
+    def test_both_paths_refuse_a_long_name_and_keep_the_others(self) -> None:
+        for line in (b"n" * 300 + b":1|c", b"n" * 300 + b":1|ms", b"n" * 300 + b":1|g",
+                     b"n" * 300 + b":x|s", b"n" * 300 + b":1|c|@0.5"):
+            r = sp.StatsdRollup()
+            self.assertEqual(r.add_packet(line + b"\nok:1|c"), 1, line[-10:])
+            self.assertEqual(r.series, 1)
+            self.assertEqual(r.counters, {"ok": 1.0})
+
+    def test_the_cap_is_a_parameter(self) -> None:
+        r = sp.StatsdRollup(max_name_bytes=8)
+        self.assertEqual(r.add_packet(b"12345678:1|c\n123456789:1|c"), 1)
+        self.assertEqual(list(r.counters), ["12345678"])
+
+    def test_a_huge_name_costs_little(self) -> None:
+        r = sp.StatsdRollup()
+        self.assertEqual(r.add_packet(b"x" * 65000 + b":1|g"), 1)
+        self.assertEqual(r.gauges, {})
+
+
+class AsciiDigitTests(unittest.SynchronousTestCase):
+    """``float()`` reads Unicode digits and underscores; statsd values are ASCII."""
+
+    BAD = ["ud:\u0663|c", "ud:\u0661\u0662|ms", "ud:+\u0663|g", "ud:\uff11|c", "ud:1|c|@\u0660.5",
+           "ud:1_000|c", "ud:1_0|ms", "ud:1_0|g", "ud:1|c|@0.5_0", "ud:0x10|c", "ud:1e5_0|c",
+           "ud:infinity|c", "ud:\u0663"]
+
+    def test_non_ascii_digits_are_bad_lines(self) -> None:
+        for line in self.BAD:
+            with self.assertRaises(BadLine, msg=line):
+                sp.parse_line(line)
+
+    def test_both_paths_agree_and_good_neighbours_count(self) -> None:
+        for line in self.BAD:
+            r = sp.StatsdRollup()
+            bad = r.add_packet(f"ok:1|c\n{line}\nok:2|c".encode())
+            self.assertEqual(bad, 1, line)
+            self.assertEqual(r.counters, {"ok": 3.0}, line)
+            self.assertEqual((r.timers, r.gauges), ({}, {}), line)
+
+    def test_ascii_forms_still_parse(self) -> None:
+        for text, value in [("1", 1.0), ("-1.5", -1.5), ("+2", 2.0), (".5", 0.5),
+                            ("1.", 1.0), ("1e3", 1000.0), ("2E-2", 0.02), (" 7 ", 7.0)]:
+            self.assertEqual(sp.parse_number(text), value, text)
+
+    def test_sets_members_may_be_any_text(self) -> None:
+        self.assertEqual(sp.parse_line("u:\u0663|s"), [Metric("u", "s", "\u0663")])
+
+
+# -- lifetimes ----------------------------------------------------------------------
+
+class DeleteIdleTests(unittest.SynchronousTestCase):
+    def test_kept_types_are_sent_as_zeros_like_etsy(self) -> None:
+        r = sp.StatsdRollup(delete_idle=())
+        r.add_packet(b"c:5|c\nt:1|ms\ns:x|s\ng:4|g")
+        r.flush(1.0, 1.0)
+        out = r.flush(2.0, 1.0)
+        self.assertEqual(out.counters["c"], 0.0)
+        self.assertEqual(out.timers["t"], {"count": 0.0, "count_ps": 0.0})
+        self.assertEqual(out.sets, {"s": 0})
+        self.assertEqual(out.gauges, {"g": 4.0})
+        lines = out.graphite_lines().decode()
+        self.assertIn("stats.timers.t.count 0 2", lines)
+        self.assertNotIn("stats.timers.t.mean", lines)
+
+    def test_each_type_is_chosen_apart(self) -> None:
+        r = sp.StatsdRollup(delete_idle=("timers",))
+        r.add_packet(b"c:5|c\nt:1|ms\ns:x|s")
+        r.flush(1.0, 1.0)
+        out = r.flush(2.0, 1.0)
+        self.assertEqual((out.counters["c"], out.timers, out.sets), (0.0, {}, {"s": 0}))
+
+    def test_deleted_gauges_are_sent_once_per_update(self) -> None:
+        r = sp.StatsdRollup(delete_idle=("gauges",))
+        r.add_packet(b"g:4|g")
+        self.assertEqual(r.flush(1.0, 1.0).gauges, {"g": 4.0})
+        self.assertEqual(r.flush(2.0, 1.0).gauges, {})
+        r.add_packet(b"g:+1|g")  # forgotten: a delta starts from zero again
+        self.assertEqual(r.flush(3.0, 1.0).gauges, {"g": 1.0})
+
+    def test_unknown_type_is_refused(self) -> None:
+        self.assertRaises(ValueError, sp.StatsdRollup, delete_idle=("counter",))
+
+
+class GaugeTTLTests(unittest.SynchronousTestCase):
+    def test_a_gauge_is_sent_for_ttl_flushes_after_its_last_update(self) -> None:
+        r = sp.StatsdRollup(gauge_ttl=3)
+        r.add_packet(b"old:1|g\nfresh:1|g")
+        sent = []
+        for i in range(6):
+            if i in (2, 4):
+                r.add_packet(b"fresh:+1|g")
+            sent.append(sorted(r.flush(float(i), 1.0).gauges))
+        self.assertEqual(sent, [["fresh", "old"], ["fresh", "old"], ["fresh", "old"],
+                                ["fresh"], ["fresh"], ["fresh"]])
+        self.assertNotIn("old", r.gauges)  # forgotten, not only unsent
+        self.assertEqual(r.gauges, {"fresh": 3.0})
+
+    def test_zero_keeps_gauges_for_good(self) -> None:
+        r = sp.StatsdRollup(gauge_ttl=0)
+        r.add_packet(b"g:1|g")
+        for i in range(50):
+            out = r.flush(float(i), 1.0)
+        self.assertEqual(out.gauges, {"g": 1.0})
+
+    def test_the_default_ttl_is_an_hour_of_one_second_flushes(self) -> None:
+        self.assertEqual(sp.StatsdRollup().gauge_ttl, sp.DEFAULT_GAUGE_TTL)
+        self.assertEqual(sp.DEFAULT_GAUGE_TTL, 3600)
+
+
+# -- bounded state --------------------------------------------------------------------
+
+class MaxMetricsTests(unittest.SynchronousTestCase):
+    def test_new_series_past_the_cap_are_dropped_and_counted(self) -> None:
+        r = sp.StatsdRollup(max_metrics=3)
+        self.assertEqual(r.add_packet(b"known:1|c"), 0)
+        hostile = b"\n".join(b"n%d:1|%s" % (i, kind) for i, kind in
+                             enumerate([b"c", b"g", b"ms", b"s", b"c|@0.5", b"c|#k:v"] * 20))
+        self.assertEqual(r.add_packet(hostile), 0)  # not bad lines: dropped at the cap
+        r.add_packet(b"known:2|c")  # the well-behaved series is unaffected
+        self.assertEqual(r.series, 3)
+        self.assertLessEqual(r.series, r.max_metrics)
+        out = r.flush(1.0, 1.0)
+        self.assertEqual(out.counters["known"], 3.0)
+        self.assertEqual(out.counters[sp.DROPPED_NEW_METRICS], 118.0)
+        self.assertEqual(out.counters[sp.BAD_LINES], 0.0)
+        self.assertTrue(r.last_dropped.startswith("n"))
+
+    def test_forgotten_series_make_room_again(self) -> None:
+        r = sp.StatsdRollup(max_metrics=2)
+        r.add_packet(b"a:1|c\nb:1|c\nc:1|c")
+        self.assertEqual(sorted(r.flush(1.0, 1.0).counters)[:2], ["a", "b"])
+        r.add_packet(b"c:1|c")
+        self.assertEqual(r.flush(2.0, 1.0).counters["c"], 1.0)
+
+    def test_gauges_held_count_toward_the_cap(self) -> None:
+        r = sp.StatsdRollup(max_metrics=2, gauge_ttl=0)
+        r.add_packet(b"g1:1|g\ng2:1|g")
+        r.flush(1.0, 1.0)
+        r.add_packet(b"c:1|c\ng1:+1|g")
+        out = r.flush(2.0, 1.0)
+        self.assertNotIn("c", out.counters)
+        self.assertEqual(out.gauges, {"g1": 2.0, "g2": 1.0})
+        self.assertEqual(out.counters[sp.DROPPED_NEW_METRICS], 1.0)
+
+    def test_default(self) -> None:
+        self.assertEqual(sp.StatsdRollup().max_metrics, 100_000)
+
+
+class MaxStateBytesTests(unittest.SynchronousTestCase):
+    def test_timings_past_the_byte_cap_are_dropped_and_counted(self) -> None:
+        cap = len("ok") + len("t") + 2 * sp.SERIES_COST + 10 * sp.TIMER_VALUE_COST
+        r = sp.StatsdRollup(max_state_bytes=cap)
+        r.add_packet(b"ok:1|ms")
+        r.add_packet(b"\n".join([b"t:1|ms"] * 50))  # a hostile flood of timings
+        r.add_packet(b"t:1|ms|@0.5")  # the general path too
+        self.assertLessEqual(r.state_bytes, cap)
+        out = r.flush(1.0, 1.0)
+        self.assertEqual(out.timers["ok"]["count"], 1.0)
+        self.assertEqual(out.timers["t"]["count"], 9.0)
+        self.assertEqual(out.counters[sp.DROPPED_VALUES], 42.0)
+        r.add_packet(b"t:1|ms")  # the flush emptied the timings: room again
+        self.assertEqual(r.flush(2.0, 1.0).timers["t"]["count"], 1.0)
+
+    def test_set_members_and_new_names_count_in_bytes(self) -> None:
+        r = sp.StatsdRollup(max_state_bytes=3000)
+        r.add_packet(b"u:a|s")
+        members = b"\n".join(b"big:" + b"%04d" % i * 50 + b"|s" for i in range(100))
+        r.add_packet(members)
+        names = b"\n".join(b"%s:1|c" % (b"n%d" % i * 20) for i in range(100))
+        r.add_packet(names)
+        r.add_packet(b"u:b|s")
+        self.assertLessEqual(r.state_bytes, 3000)
+        out = r.flush(1.0, 1.0)
+        self.assertEqual(out.sets["u"], 2)
+        self.assertGreater(out.counters[sp.DROPPED_VALUES], 50)
+        self.assertGreater(out.counters[sp.DROPPED_NEW_METRICS], 50)
+
+    def test_estimate_is_recounted_after_a_flush(self) -> None:
+        r = sp.StatsdRollup(gauge_ttl=0)
+        r.add_packet(b"g:1|g\nt:1|ms\nt:2|ms\nu:x|s\nc:1|c")
+        before = r.state_bytes
+        self.assertEqual(before, r.recount_state_bytes())
+        r.flush(1.0, 1.0)
+        self.assertEqual(r.state_bytes, len("g") + sp.SERIES_COST)
+
+
+# -- what a flush sends ------------------------------------------------------------------
+
+class HistogramTests(unittest.SynchronousTestCase):
+    def test_etsy_bins(self) -> None:
+        stats = sp.timer_stats([1.0, 5.0, 10.0, 50.0, 100.0, 500.0], 6.0, 1.0, (90,),
+                               (10.0, 100.0, math.inf))
+        self.assertEqual((stats["histogram.bin_10"], stats["histogram.bin_100"],
+                          stats["histogram.bin_inf"]), (2, 2, 2))
+
+    def test_values_past_the_last_finite_bin_are_not_counted(self) -> None:
+        stats = sp.timer_stats([0.25, 0.75, 2.0], 3.0, 1.0, (), (0.5, 1.0))
+        self.assertEqual(stats, {**stats, "histogram.bin_0_5": 1, "histogram.bin_1": 1})
+        self.assertEqual(sum(v for k, v in stats.items() if k.startswith("histogram.")), 2)
+
+    def test_first_matching_name_wins_and_reaches_graphite(self) -> None:
+        r = sp.StatsdRollup(histograms=[sp.parse_histogram("api.:10,inf"),
+                                        sp.parse_histogram(":1,inf")])
+        r.add_packet(b"api.rt:5|ms\napi.rt:50|ms\ndb.rt:5|ms")
+        out = r.flush(7.0, 1.0)
+        self.assertEqual(out.timers["api.rt"]["histogram.bin_10"], 1)
+        self.assertEqual(out.timers["db.rt"]["histogram.bin_1"], 0)
+        self.assertIn(b"stats.timers.api.rt.histogram.bin_inf 1 7\n", out.graphite_lines())
+
+    def test_parse_histogram(self) -> None:
+        self.assertEqual(sp.parse_histogram("a:1,2.5,inf"), ("a", (1.0, 2.5, math.inf)))
+        self.assertEqual(sp.parse_histogram(":1"), ("", (1.0,)))
+        for bad in ("a", "a:", "a:x", "a:2,1", "a:1,1", "a:nan"):
+            self.assertRaises(ValueError, sp.parse_histogram, bad)
+
+
+class GraphiteNamesTests(unittest.SynchronousTestCase):
+    def test_etsy_prefixes_and_suffix(self) -> None:
+        r = sp.StatsdRollup(stats_prefix="self")
+        r.add_packet(b"c:1|c\ng:2|g\nt:3|ms\ns:x|s\nc:1|c|#k:v")
+        names = sp.GraphiteNames("p", "cnt", "tm", "", "st", "sfx")
+        flat = r.flush(1.0, 1.0).flat(names=names)
+        for name in ["p.cnt.c.count.sfx", "p.g.sfx", "p.tm.t.mean.sfx", "p.st.s.count.sfx",
+                     "p.cnt.c.count.sfx;k=v", "p.cnt.self.bad_lines.count.sfx"]:
+            self.assertIn(name, flat)
+
+    def test_no_prefix_at_all(self) -> None:
+        r = sp.StatsdRollup()
+        r.add_packet(b"g:2|g")
+        self.assertIn("g", r.flush(1.0, 1.0).flat(names=sp.GraphiteNames("", "", "", "", "")))
+
+    def test_parts_that_break_a_path_are_refused(self) -> None:
+        for bad in (sp.GraphiteNames("a b"), sp.GraphiteNames(suffix=".x"),
+                    sp.GraphiteNames(counter="x;y"), sp.GraphiteNames("a..b")):
+            self.assertRaises(ValueError, bad.check)
+
+
+class PayloadCapTests(unittest.SynchronousTestCase):
+    def test_lines_past_the_cap_are_counted_not_rendered_internal_ones_first(self) -> None:
+        r = sp.StatsdRollup()
+        r.add_packet(b"\n".join(b"metric%03d:1|g" % i for i in range(300)))
+        out = r.flush(1.0, 1.0)
+        full, none_left = out.graphite_payload()
+        self.assertEqual(none_left, 0)
+        payload, left_out = out.graphite_payload(max_bytes=2000)
+        self.assertLessEqual(len(payload), 2000)
+        self.assertTrue(payload.endswith(b"\n"))
+        self.assertTrue(full.startswith(payload))
+        self.assertEqual(len(payload.splitlines()) + left_out, len(full.splitlines()))
+        self.assertTrue(payload.startswith(b"stats.counters.statsd.packets_received.count 1 1\n"))
+        self.assertIn(b"statsd.dropped_values", payload)
+
+    def test_the_payload_is_items_in_order(self) -> None:
+        r = sp.StatsdRollup(histograms=[("", (1.0, math.inf))])
+        r.add_packet(b"c:1|c\nc:2|c|#k:v\ng:0.1|g\nt:3|ms|#a:b\nt:1e20|ms\nu:x|s|#k:v")
+        out = r.flush(5.0, 2.0)
+        names = sp.GraphiteNames("p", "c", "", "g", "s", "sfx")
+        expected = "".join(f"{k} {sp.format_number(v)} 5\n" for k, v in out.items(names))
+        self.assertEqual(out.graphite_payload(names)[0].decode(), expected)
+
+    def test_console_text_and_summary(self) -> None:
+        r = sp.StatsdRollup()
+        r.add_packet(b"c:1|c\ng:2|g\nbad")
+        out = r.flush(1.0, 1.0)
+        self.assertIn("stats.gauges.g 2", out.console_text().splitlines())
+        self.assertEqual(out.summary(), "2 metrics (1 counters, 1 gauges, 0 timers, 0 sets)"
+                                        " from 1 datagrams, 1 bad lines")
+
+
+# -- the fast path, on the new language ----------------------------------------------------
+
+new_pieces = st.lists(st.sampled_from(
+    ["a", "b.c", ":", "|", "1", "+2", "c", "ms", "g", "s", "@0.5", "#", "k", ":", "v", ",",
+     "_", "\u0663", "\uff11", "n" * 255, "nn", "~", ";", "=", " "]), max_size=10).map("".join)
+
+
+class FastPathNewLanguageTests(unittest.SynchronousTestCase):
+    @given(st.lists(new_pieces, max_size=8), st.integers(1, 6), st.integers(200, 5000))
+    @example(["a:1_0|c", "a:\u0663|c", "n" * 257 + ":1|c", "a:1|c|#k:v", "a:1|ms|#k:v"], 2, 900)
+    @example(["a:1|c|#k:v,j:w", "a:2|c|#j:w,k:v", "a:1|c|@0.5|#k:v", "a:1|c|#k:v|@0.5",
+              "g:+1|g|#k:v", "g:-3|g|#k:v", "u:x|s|#k:v", "t:1|ms|#k:v", "a:1|#k:v",
+              "a:1|c|#k", "a:1|c|#k:~v", "a:1|c|#name:v", "a:1|c:2|c|#k:v", "b!:1|c|#k:v",
+              "n" * 250 + ":1|c|#k:vvvvvv", "a:1|c|#k:v,k:w", "a:1|c|#"], 6, 5000)
+    @example(["u:x|s|#k:v", "u:y|s|#k:v", "u:z|s|#k:v", "t:1|ms|#k:v", "t:2|h|@0.5|#k:v",
+              "u:w|s|@0.5|#k:v", "g:1|g|@0.5|#k:v", "c:1_0|c|#k:v", "c:1|c|@0.5_0|#k:v"],
+             3, 700)
+    @settings(max_examples=500)
+    def test_fast_path_agrees_with_parse_packet(self, lines: list, max_metrics: int,
+                                                 max_bytes: int) -> None:
+        packet = "\n".join(lines).encode()
+        options = dict(max_metrics=max_metrics, max_state_bytes=max_bytes)
+        fast = sp.StatsdRollup(**options)
+        fast_bad = fast.add_packet(packet)
+        slow = sp.StatsdRollup(**options)
+        metrics, bad = sp.parse_packet(packet)
+        for m in metrics:
+            slow.add(m)
+        slow.packets, slow.bad_lines = 1, len(bad)
+        self.assertEqual(fast_bad, len(bad))
+        self.assertEqual((fast.dropped_new_metrics, fast.dropped_values, fast.state_bytes),
+                         (slow.dropped_new_metrics, slow.dropped_values, slow.state_bytes))
+        a, b = fast.flush(1.0, 1.0), slow.flush(1.0, 1.0)
+        self.assertEqual((a.counters, a.gauges, a.timers, a.sets),
+                         (b.counters, b.gauges, b.timers, b.sets))

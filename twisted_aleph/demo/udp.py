@@ -41,10 +41,13 @@ def send_metric(socket: Any, metric: str, value: int, port: int = SERVER_PORT,
 
 
 def parse_statsd_packet(msg: Dict[str, Any]) -> Tuple[str, int]:
-    """``{"message": b"a:1"}`` -> ``("a", 1)``; ValueError if it is not that."""
+    """``{"message": b"a:1"}`` -> ``("a", 1)``; ValueError if it is not that
+    (the value in ASCII digits: ``int`` alone would take ``"٣"`` for 3)."""
     message = msg["message"]
     text = message.decode("utf-8") if isinstance(message, bytes) else str(message)
     metric, value = text.split(":")
+    if not value.isascii():
+        raise ValueError(f"value {value[:20]!r} is not written in ASCII digits")
     return metric, int(value)
 
 
