@@ -39,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -48,12 +48,26 @@ LOAD_CPU = 1
 HAS_TASKSET = shutil.which("taskset") is not None
 
 
+def _allowed_cpus() -> Set[int]:
+    """The CPUs this process may run on (PyPy 3.9 has no os.sched_getaffinity)."""
+    if hasattr(os, "sched_getaffinity"):
+        return set(os.sched_getaffinity(0))
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Cpus_allowed_list:"):
+                cpus: Set[int] = set()
+                for part in line.split(":", 1)[1].strip().split(","):
+                    low, _, high = part.partition("-")
+                    cpus.update(range(int(low), int(high or low) + 1))
+                return cpus
+    return set(range(os.cpu_count() or 1))
+
+
 def _can_pin() -> bool:
     try:
-        allowed = os.sched_getaffinity(0)
-    except (AttributeError, OSError):
+        return HAS_TASKSET and {SERVER_CPU, LOAD_CPU} <= _allowed_cpus()
+    except (OSError, ValueError):
         return False
-    return HAS_TASKSET and {SERVER_CPU, LOAD_CPU} <= allowed
 
 
 #: servers on CPU 0 and load on CPU 1 (taskset present, both CPUs ours)
