@@ -10,9 +10,10 @@ and prints its figures; with ``--json`` its last line is ``BENCH-RESULT
 A figure is only worth its load: the load generators (``_loadgen``) print
 ``window-start`` when their measured window begins and a result line when it
 ends, and :func:`run_load` reads the CPU times of the server, of the load
-process and of both cores (``/proc``) at those two lines. A window whose
-server core was under :data:`BUSY_MIN` busy measured the load, not the server:
-:class:`Results` gives it no ratio and notes it "load-bound".
+process and of both cores (``/proc``) at those two lines. A window in which
+the server was busy (running, or runnable and queued behind another process
+for its core) less than :data:`BUSY_MIN` of the time measured the load, not
+the server: :class:`Results` gives it no ratio and notes it "load-bound".
 
 Usage, in a script::
 
@@ -72,8 +73,9 @@ def _can_pin() -> bool:
 
 #: servers on CPU 0 and load on CPU 1 (taskset present, both CPUs ours)
 PINNED = _can_pin()
-#: a server core less busy than this over a measured window spent the rest
-#: waiting for the load: the figure measured the load generator, not the server
+#: a server busy (running, or runnable and queued for its core) less than this
+#: part of a measured window spent the rest waiting for the load: the figure
+#: measured the load generator, not the server
 BUSY_MIN = 0.90
 #: what a load generator prints when its measured window begins
 WINDOW_START = "window-start"
@@ -321,13 +323,35 @@ def core_ticks() -> Dict[int, Tuple[int, int]]:
     return out
 
 
+def sched_ns(pid: int) -> Optional[Tuple[int, int]]:
+    """(nanoseconds on a CPU, nanoseconds runnable but queued for one) of
+    process ``pid``, summed over its threads (Linux /proc/<pid>/task/*/schedstat;
+    None where the kernel keeps no such figures)."""
+    running = waiting = 0
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+        for task in tasks:
+            try:
+                with open("/proc/%d/task/%s/schedstat" % (pid, task)) as f:
+                    r, w = f.read().split()[:2]
+            except FileNotFoundError:  # a thread that just ended
+                continue
+            running += int(r)
+            waiting += int(w)
+    except (OSError, ValueError):
+        return None
+    return running, waiting
+
+
 class Sample:
     """CPU times at one instant: the server's, the load's, and every core's."""
 
     def __init__(self, server_pid: int, load_pid: Optional[int]) -> None:
         self.time = time.monotonic()
         self.server = cpu_seconds(server_pid)
+        self.server_sched = sched_ns(server_pid)
         self.load = cpu_seconds(load_pid) if load_pid else 0.0
+        self.load_sched = sched_ns(load_pid) if load_pid else None
         self.cores = core_ticks() if PINNED else {}
 
 
@@ -339,71 +363,107 @@ def _busy(start: Sample, end: Sample, cpu: int) -> Optional[float]:
     return busy / total if total > 0 else None
 
 
+def _median(values: Sequence[Optional[float]]) -> Optional[float]:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
 class Window:
-    """CPU use over a measured window, as fractions of one core: the server
-    process's and the load process's, and, when pinned, how busy the server's
-    core (CPU 0) and the load's core (CPU 1) were, whatever ran there."""
+    """CPU use over a measured window, as fractions of it: the server
+    process's and the load process's CPU; how long each was runnable but
+    queued behind other processes for its core (``queued``, ``load_queued``;
+    summed over threads); and, when pinned, how busy the server's core (CPU 0)
+    and the load's core (CPU 1) were, whatever ran there."""
 
     def __init__(self, seconds: float, server_cpu_seconds: float, server: float, load: float,
-                 server_core: Optional[float], load_core: Optional[float]) -> None:
+                 server_core: Optional[float], load_core: Optional[float],
+                 demand: Optional[float] = None, queued: Optional[float] = None,
+                 load_queued: Optional[float] = None) -> None:
         self.seconds = seconds
         self.server_cpu_seconds = server_cpu_seconds
         self.server = server
         self.load = load
         self.server_core = server_core
         self.load_core = load_core
+        self.demand = demand
+        self.queued = queued
+        self.load_queued = load_queued
 
     @classmethod
     def between(cls, start: Sample, end: Sample) -> "Window":
         seconds = max(end.time - start.time, 1e-9)
+        demand = queued = None
+        if start.server_sched and end.server_sched:
+            running = (end.server_sched[0] - start.server_sched[0]) / 1e9 / seconds
+            queued = (end.server_sched[1] - start.server_sched[1]) / 1e9 / seconds
+            demand = running + queued
+        load_queued = None
+        if start.load_sched and end.load_sched:
+            # max: a thread that ended in the window takes its figures with it
+            load_queued = max(0, end.load_sched[1] - start.load_sched[1]) / 1e9 / seconds
         return cls(seconds, end.server - start.server, (end.server - start.server) / seconds,
                    (end.load - start.load) / seconds,
-                   _busy(start, end, SERVER_CPU), _busy(start, end, LOAD_CPU))
+                   _busy(start, end, SERVER_CPU), _busy(start, end, LOAD_CPU), demand, queued,
+                   load_queued)
 
     @classmethod
     def median(cls, windows: Sequence["Window"]) -> "Window":
-        def med(values: List[Optional[float]]) -> Optional[float]:
-            known = [v for v in values if v is not None]
-            return statistics.median(known) if known else None
         return cls(statistics.median(w.seconds for w in windows),
                    statistics.median(w.server_cpu_seconds for w in windows),
                    statistics.median(w.server for w in windows),
                    statistics.median(w.load for w in windows),
-                   med([w.server_core for w in windows]), med([w.load_core for w in windows]))
+                   _median([w.server_core for w in windows]),
+                   _median([w.load_core for w in windows]),
+                   _median([w.demand for w in windows]), _median([w.queued for w in windows]),
+                   _median([w.load_queued for w in windows]))
 
     @property
     def server_busy(self) -> float:
-        """How busy the server's core was: pinned, the core's own figure (when
-        it idled, the server had nothing to do); not pinned, the server's share."""
+        """How much of the window the server wanted its core: running or queued
+        for it (from schedstat); without schedstat, how busy its core was
+        (pinned) or the server's own share. The rest it spent waiting for work."""
+        if self.demand is not None:
+            return self.demand
         return self.server_core if self.server_core is not None else self.server
 
     @property
     def load_bound(self) -> bool:
-        """The server's core idled for more than a tenth of the window: the
-        server waited for the load, so the rate is the load generator's."""
+        """The server waited for work more than a tenth of the window: the rate
+        is the load generator's (or its window's latency), not the server's."""
         return self.server_busy < BUSY_MIN
 
     @property
     def shared(self) -> Optional[float]:
-        """The part of the server's core other processes took, if notable."""
-        if self.server_core is None:
+        """The part of the window other processes kept the server off its core,
+        if notable (5% or more)."""
+        if self.queued is not None:
+            other = self.queued
+        elif self.server_core is not None:
+            other = self.server_core - self.server
+        else:
             return None
-        other = self.server_core - self.server
         return other if other >= 0.05 else None
 
     def describe(self) -> str:
-        def core(busy: Optional[float], process: float, who: str) -> str:
-            if busy is None:
-                return "%s %.0f%% of a core" % (who, process * 100)
-            return "%s core %.0f%% (%s process %.0f%%)" % (who, busy * 100, who, process * 100)
-        return "%s, %s" % (core(self.server_core, self.server, "server"),
-                           core(self.load_core, self.load, "load"))
+        server = "server process %.0f%%" % (self.server * 100)
+        if self.queued is not None:
+            server += ", queued %.0f%%" % (self.queued * 100)
+        if self.server_core is not None:
+            server = "server core %.0f%% (%s)" % (self.server_core * 100, server)
+        load = "load process %.0f%%" % (self.load * 100)
+        if self.load_queued is not None:
+            load += ", queued %.0f%%" % (self.load_queued * 100)
+        if self.load_core is not None:
+            load = "load core %.0f%% (%s)" % (self.load_core * 100, load)
+        return server + ", " + load
 
     def as_dict(self) -> Dict[str, Optional[float]]:
         def r(x: Optional[float]) -> Optional[float]:
             return None if x is None else round(x, 3)
-        return {"server_core": r(self.server_core), "server": r(self.server),
-                "load_core": r(self.load_core), "load": r(self.load)}
+        return {"server_busy": r(self.server_busy), "server": r(self.server),
+                "server_queued": r(self.queued), "server_core": r(self.server_core),
+                "load": r(self.load), "load_queued": r(self.load_queued),
+                "load_core": r(self.load_core)}
 
 
 def run_load(argv: Sequence[str], server_pid: int, end_prefix: str,
@@ -529,7 +589,7 @@ def load_bound_note(project: Outcome, baseline: Outcome) -> str:
              if o.load_bound]
     if not bound:
         return ""
-    return "load-bound: " + ", ".join("%s server core %.0f%%" % (who, busy * 100)
+    return "load-bound: " + ", ".join("%s server busy %.0f%%" % (who, busy * 100)
                                       for who, busy in bound)
 
 
@@ -542,7 +602,7 @@ def print_ratio(project_label: str, baseline_label: str, project: Outcome,
         return None
     ratio = project.rate / baseline.rate
     shared = [o.window.shared for o in (project, baseline) if o.window.shared]
-    extra = ("  (other processes took up to %.0f%% of the server core: noisy)"
+    extra = ("  (noisy: other processes kept a server off its core %.0f%% of the window)"
              % (max(shared) * 100) if shared else "")
     print("  %s / %s: %.2f%s (server CPU per unit: %.2f)%s" % (
         project_label, baseline_label, ratio, " " + goal if goal else "",
@@ -595,7 +655,7 @@ class Results:
         note = load_bound_note(project, baseline)
         shared = [o.window.shared for o in (project, baseline) if o.window.shared]
         if not note and shared:
-            note = "noisy: other processes took up to %.0f%% of the server core" % (
+            note = "noisy: other processes kept a server off its core %.0f%% of the window" % (
                 max(shared) * 100)  # type: ignore[type-var]
         cpu = {"project": project.window.as_dict(), "baseline": baseline.window.as_dict(),
                "runs": len(project.runs)}

@@ -96,7 +96,7 @@ def row_ratio(row: Dict[str, Any]) -> str:
     return ratio(row.get("ratio"))
 
 
-COLUMNS = [("figure", 44), ("unit", 18),
+COLUMNS = [("figure", 48), ("unit", 20),
            ("CPy aleph", 10), ("CPy base", 10), ("ratio", 10),
            ("PyPy aleph", 10), ("PyPy base", 10), ("ratio", 10), ("PyPy/CPy", 8)]
 
