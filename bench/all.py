@@ -4,8 +4,8 @@ Runs each ``bench/<name>.py`` with ``--json --python <interpreter>`` once per
 interpreter (one after the other, never two at once: they share the two CPUs),
 collects the ``BENCH-RESULT`` line each prints, and prints one table: for
 every figure, twisted_aleph and its baseline on CPython and on PyPy, the
-project/baseline ratio per interpreter ("load-bound" where a server's core
-was not kept busy: that figure measured the load generator) and the
+project/baseline ratio per interpreter ("load-bound" where a server was
+not kept busy: that figure measured the load generator) and the
 PyPy/CPython ratio of the project's figure. A bench that fails or prints no
 result gets a line in the table saying why; the others still run. Each
 bench warms the JIT (a few seconds of load on PyPy) before it measures; the
@@ -207,8 +207,9 @@ def main() -> None:
           "below).")
     print("ratio = aleph/base (goal >= 0.8-1.0 for rates; '(lower)' rows: lower is better, "
           "so ratio <= 1 is good); PyPy/CPy = the project's figure on PyPy / on CPython.")
-    print("load-bound = a server's core was under %.0f%% busy over the window: the figure "
-          "measured the load, not the server (no ratio)." % (_harness.BUSY_MIN * 100))
+    print("load-bound = a server was busy (running or queued for its core) under %.0f%% of the "
+          "window: the figure measured the load, not the server (no ratio)."
+          % (_harness.BUSY_MIN * 100))
     print("A shared 2-core machine: figures are noisy, re-measure before quoting.\n")
     print(table(results, interpreters))
     if args.json_out:

@@ -13,7 +13,7 @@ Each server runs in its own process (``--python``, pinned to CPU 0 with
   CPU microseconds per request (steadier than req/s on a shared machine: it
   does not count time the server waited for a CPU), with the server core's
   and wrk's core's CPU over the windows; ratios against raw (goal >= 1.0)
-  and plain Klein, or "load-bound" where a server core was under 90% busy.
+  and plain Klein, or "load-bound" where a server was busy under 90% of a window.
   No server writes an access log line
   (twisted_aleph's default), and every server runs with CPython's garbage
   collector tuned as ``twistd aleph-http`` tunes it

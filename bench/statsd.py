@@ -17,8 +17,8 @@ before it counts. Then each server is flooded for ``--seconds``, ``--runs``
 (3) times alternating the servers: the medians of datagrams/s absorbed and
 of the server's CPU microseconds per datagram (the steadiest figure on a
 shared machine), with the server core's and the sender core's CPU over the
-windows; a server core under 90% busy means the sender did not saturate it
-("load-bound", no ratio). The datagrams are a mix of statsd counters, sampled
+windows; a server busy (running or queued for its core) under 90% of a
+window was not saturated by the sender ("load-bound", no ratio). The datagrams are a mix of statsd counters, sampled
 counters, timers and gauges. Both servers run with CPython's garbage collector
 tuned as ``twistd aleph-statsd`` tunes it (``twisted_aleph.server.tune_gc``;
 nothing on PyPy).

@@ -21,9 +21,9 @@ keeping ``--window`` (10) requests in flight; a request is the decimal text of
 an integer (valid EDN), every reply is checked to be that integer + 1. After
 ``--warmup`` seconds of it per server (PyPy's JIT), ``--runs`` (3) rounds of
 ``--seconds`` each, alternating the servers; the medians are printed with the
-server core's and the load core's CPU over the windows. A server core under
-90% busy means the server waited for the load: the figure says "load-bound"
-instead of a ratio.
+server core's and the load core's CPU over the windows. A server busy
+(running or queued for its core) under 90% of a window waited for the load:
+the figure says "load-bound" instead of a ratio.
 
 Memory: each server's RSS growth while holding ``--idle`` (5000; 0 skips)
 idle connections (opened by a small Twisted client: no rate is measured),

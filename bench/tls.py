@@ -22,8 +22,8 @@ Load, pinned to CPU 1:
   client presents one); ``--skip-mutual`` leaves it out.
 
 Each figure: ``--runs`` (3) runs alternating the servers, the medians, the
-server core's and the load core's CPU over the windows; a server core under
-90% busy makes it "load-bound" instead of a ratio. CPU per request or
+server core's and the load core's CPU over the windows; a server busy under
+90% of a window makes it "load-bound" instead of a ratio. CPU per request or
 handshake is steadier than the rates on a shared 2-core machine (it does not
 count time the server waited for a CPU). The ratio is twisted_aleph / plain
 Twisted.

@@ -19,8 +19,9 @@ at first use), pinned to CPU 1.
 
 After ``--warmup`` seconds of the same load per server (PyPy's JIT),
 ``--runs`` (3) rounds alternating the servers; the medians are printed with
-the server core's and the load core's CPU over the windows; a server core
-under 90% busy means the figure is the load's ("load-bound", no ratio). No
+the server core's and the load core's CPU over the windows; a server busy
+(running or queued for its core) under 90% of a window means the figure is
+the load's ("load-bound", no ratio). No
 compression (the load does not offer it), so framing, not zlib, is measured.
 
     python bench/websocket.py [--python PATH] [--seconds 5] [--warmup N] [--runs 3]
