@@ -583,7 +583,7 @@ def print_outcomes(outcomes: Dict[str, Outcome], labels: Dict[str, str], unit: s
 
 
 def load_bound_note(project: Outcome, baseline: Outcome) -> str:
-    """"" when both servers' cores were busy, else what the figure measured."""
+    """"" when both servers were kept busy, else what the figure measured."""
     bound = [(who, o.window.server_busy) for who, o in (("project", project),
                                                          ("baseline", baseline))
              if o.load_bound]

@@ -21,7 +21,8 @@ import hashlib
 import os
 import shutil
 import subprocess
-from typing import Dict, List, Optional, Tuple
+import sys
+from typing import Callable, Dict, List, Optional, Tuple
 
 import _harness
 
@@ -93,3 +94,13 @@ def wrk() -> Tuple[List[str], Optional[str]]:
     if stdbuf is None:
         return [path], None
     return [stdbuf, "-oL", path], "Running"
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Run a bench's ``main``; a missing load generator ends it with its message
+    (exit status 2), not a traceback."""
+    try:
+        main()
+    except Unavailable as e:
+        sys.stderr.write("%s: %s\n" % (os.path.basename(sys.argv[0]), e))
+        sys.exit(2)

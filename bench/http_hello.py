@@ -667,4 +667,4 @@ MEASURES = {"hello": measure_hello, "delayed-wrk": measure_delayed,
 
 
 if __name__ == "__main__":
-    main()
+    _loadgen.run_main(main)

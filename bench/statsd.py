@@ -232,6 +232,7 @@ def main() -> None:
     if args.serve:
         return serve(args.serve)
     args = _harness.finish_options(args)
+    _loadgen.c_generator("udp_blast")  # built (or refused) before any server starts
     _harness.header("statsd over UDP", args)
     print("zero-loss rate: udp_blast (C) paced, stepped up until loss, then bisected",
           flush=True)
@@ -256,4 +257,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _loadgen.run_main(main)

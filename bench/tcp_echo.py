@@ -186,6 +186,7 @@ def main() -> None:
         return run_idle(args.port, args.idle)
 
     args = _harness.finish_options(args)
+    _loadgen.c_generator("tcp_frames")  # built (or refused) before any server starts
     _harness.header("TCP framed inc-echo", args)
     results = _harness.Results("tcp_echo", args)
     name = f"inc-echo {args.connections}x{args.window}"
@@ -222,4 +223,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _loadgen.run_main(main)

@@ -278,4 +278,4 @@ def measure(args: argparse.Namespace, results: _harness.Results) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _loadgen.run_main(main)

@@ -140,6 +140,7 @@ def main() -> None:
         return run_server(args.variant)
 
     args = _harness.finish_options(args)
+    _loadgen.node_ws()  # installed (or refused) before any server starts
     _harness.header("WebSocket", args)
     results = _harness.Results("websocket", args)
     figures = (("echo", f"echo: {args.connections} connections x {args.window} in flight",
@@ -173,4 +174,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _loadgen.run_main(main)
