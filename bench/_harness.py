@@ -562,8 +562,16 @@ def alternate(variants: Sequence[str], runs: int, measure: Callable[[str], Run],
             print("  run %d/%d  %-*s %s%s" % (
                 i + 1, runs, width, labels[v], _figures(run.rate, run.server_us, unit, per,
                                                         run.window),
-                "  <- load-bound" if run.window.load_bound else ""), flush=True)
+                _marker(run.window)), flush=True)
     return {v: Outcome(rs) for v, rs in done.items()}
+
+
+def _marker(window: Window) -> str:
+    if not window.load_bound:
+        return ""
+    if (window.load_queued or 0.0) >= 0.05:
+        return "  <- load-bound (the load starved of its core)"
+    return "  <- load-bound"
 
 
 def _figures(rate: float, server_us: float, unit: str, per: str, window: Window) -> str:
@@ -589,8 +597,12 @@ def load_bound_note(project: Outcome, baseline: Outcome) -> str:
              if o.load_bound]
     if not bound:
         return ""
-    return "load-bound: " + ", ".join("%s server busy %.0f%%" % (who, busy * 100)
+    note = "load-bound: " + ", ".join("%s server busy %.0f%%" % (who, busy * 100)
                                       for who, busy in bound)
+    starved = max(o.window.load_queued or 0.0 for o in (project, baseline))
+    if starved >= 0.05:
+        note += " (other processes kept the load off its core %.0f%%)" % (starved * 100)
+    return note
 
 
 def print_ratio(project_label: str, baseline_label: str, project: Outcome,
