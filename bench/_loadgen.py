@@ -49,6 +49,7 @@ def c_generator(name: str) -> str:
         raise Unavailable("bench/loadgen/%s.c needs a C compiler to build: no %r on PATH "
                           "(apt-get install gcc, or set CC)" % (name, cc))
     os.makedirs(BUILD, exist_ok=True)
+    sys.stderr.write("building bench/loadgen/%s.c (%s -O2) into bench/.build/\n" % (name, cc))
     partial = binary + ".tmp%d" % os.getpid()
     proc = subprocess.run([cc, "-O2", "-Wall", "-o", partial, source],
                           capture_output=True, text=True)
@@ -73,6 +74,7 @@ def node_ws() -> Tuple[List[str], Dict[str, str]]:
             raise Unavailable("the WebSocket load needs the npm package ws and npm to "
                               "install it (apt-get install npm)")
         os.makedirs(prefix, exist_ok=True)
+        sys.stderr.write("installing the npm package %s into bench/.build/node/\n" % WS_PACKAGE)
         proc = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--no-save",
                                "--prefix", prefix, WS_PACKAGE], capture_output=True, text=True)
         if proc.returncode != 0:
