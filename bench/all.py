@@ -4,12 +4,18 @@ Runs each ``bench/<name>.py`` with ``--json --python <interpreter>`` once per
 interpreter (one after the other, never two at once: they share the two CPUs),
 collects the ``BENCH-RESULT`` line each prints, and prints one table: for
 every figure, twisted_aleph and its baseline on CPython and on PyPy, the
-project/baseline ratio per interpreter and the PyPy/CPython ratio of the
-project's figure. A bench that is missing, fails or prints no result gets a
-note in the table instead of stopping the run. Each bench warms the JIT (a
-few seconds of load on PyPy) before it measures; the table says so.
+project/baseline ratio per interpreter ("load-bound" where a server was
+not kept busy: that figure measured the load generator) and the
+PyPy/CPython ratio of the project's figure. A bench that fails or prints no
+result gets a line in the table saying why; the others still run. Each
+bench warms the JIT (a few seconds of load on PyPy) before it measures; the
+table says so.
 
-    python bench/all.py [--seconds 3] [--bench http_hello --bench edn ...]
+PyPy is, unless ``--pypy PATH`` says otherwise, the ``.venv-pypy`` beside
+this checkout (what ``./test --pypy`` creates), else ``pypy3`` on PATH (which
+needs the project's dependencies installed for it).
+
+    python bench/all.py [--seconds 3] [--runs 3] [--bench http_hello --bench edn ...]
                         [--cpython PATH] [--pypy PATH | --no-pypy] [--log FILE]
 
 Takes as long as the benches it runs (with ``--seconds 3``: several minutes,
@@ -29,18 +35,25 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import _harness
 
-#: in the order they are run and shown; missing scripts are noted, not fatal
+#: in the order they are run and shown
 BENCHES = ["edn", "stream", "tcp_echo", "http_hello", "http_upload", "tls", "websocket",
            "statsd", "scale"]
-DEFAULT_PYPY = "/work/venvpypy/bin/python"
+
+
+def default_pypy() -> Optional[str]:
+    """The checkout's ``.venv-pypy`` (``./test --pypy`` makes it), else ``pypy3`` on PATH."""
+    venv = os.path.join(_harness.ROOT, ".venv-pypy", "bin", "python")
+    if os.path.exists(venv):
+        return venv
+    return shutil.which("pypy3")
 
 
 def run_bench(name: str, python: str, args: argparse.Namespace) -> Tuple[Optional[dict], str]:
     """(the bench's result, "") or (None, why not)."""
     script = os.path.join(_harness.HERE, name + ".py")
-    if not os.path.exists(script):
-        return None, "missing (no bench/%s.py)" % name
     argv = [sys.executable, script, "--python", python, "--seconds", str(args.seconds), "--json"]
+    if args.runs is not None:
+        argv += ["--runs", str(args.runs)]
     if args.warmup is not None:
         argv += ["--warmup", str(args.warmup)]
     started = time.monotonic()
@@ -77,9 +90,16 @@ def ratio(x: Optional[float]) -> str:
     return "-" if x is None else "%.2f" % x
 
 
+def row_ratio(row: Dict[str, Any]) -> str:
+    """A row's ratio, or "load-bound" where the bench found no ratio to give."""
+    if row.get("ratio") is None and str(row.get("note", "")).startswith("load-bound"):
+        return "load-bound"
+    return ratio(row.get("ratio"))
+
+
 COLUMNS = [("figure", 48), ("unit", 20),
-           ("CPy aleph", 10), ("CPy base", 10), ("ratio", 6),
-           ("PyPy aleph", 10), ("PyPy base", 10), ("ratio", 6), ("PyPy/CPy", 8)]
+           ("CPy aleph", 10), ("CPy base", 10), ("ratio", 10),
+           ("PyPy aleph", 10), ("PyPy base", 10), ("ratio", 10), ("PyPy/CPy", 8)]
 
 
 def line(cells: List[str]) -> str:
@@ -116,9 +136,9 @@ def table(results: Dict[str, Dict[str, Tuple[Optional[dict], str]]],
                       if cpy.get("project") and pypy.get("project") is not None else None)
             out.append(line(["  " + name, unit,
                              number(cpy.get("project")), number(cpy.get("baseline")),
-                             ratio(cpy.get("ratio")),
+                             row_ratio(cpy),
                              number(pypy.get("project")), number(pypy.get("baseline")),
-                             ratio(pypy.get("ratio")), ratio(across)]))
+                             row_ratio(pypy), ratio(across)]))
             for impl, row in (("CPython", cpy), ("PyPy", pypy)):
                 if row.get("note"):
                     notes.setdefault((bench, impl, row["note"]), []).append(name)
@@ -134,15 +154,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cpython", default=sys.executable,
                         help="CPython interpreter (default: this one)")
-    parser.add_argument("--pypy", default=DEFAULT_PYPY if os.path.exists(DEFAULT_PYPY) else None,
-                        help="PyPy interpreter, e.g. a venv's bin/python made with "
-                             "`pypy3 -m venv` (default %s if it exists)" % DEFAULT_PYPY)
+    parser.add_argument("--pypy", default=None,
+                        help="PyPy interpreter with the project's dependencies (default: "
+                             ".venv-pypy/bin/python beside this checkout, else pypy3 on PATH)")
     parser.add_argument("--no-pypy", action="store_true", help="CPython only")
     parser.add_argument("--no-cpython", action="store_true", help="PyPy only")
     parser.add_argument("--bench", action="append", choices=BENCHES,
                         help="a bench to run (repeat; default: all of %s)" % ", ".join(BENCHES))
     parser.add_argument("--seconds", type=float, default=3.0,
                         help="--seconds for each bench (default 3)")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="--runs for each bench that alternates runs (default: theirs, 3)")
     parser.add_argument("--warmup", type=float, default=None,
                         help="--warmup for each bench (default: each bench's own, a few "
                              "seconds on PyPy)")
@@ -157,6 +179,7 @@ def main() -> None:
     if not args.no_cpython:
         interpreters["CPython"] = args.cpython
     if not args.no_pypy:
+        args.pypy = args.pypy or default_pypy()
         if args.pypy and shutil.which(args.pypy):
             interpreters["PyPy"] = args.pypy
         else:
@@ -180,11 +203,14 @@ def main() -> None:
     print("twisted_aleph vs its baselines, %g s per measurement; %s; %s" % (
         args.seconds, "; ".join("%s = %s (%s)" % (impl, labels[impl], interpreters[impl])
                                 for impl in interpreters),
-        "servers pinned to CPU 0, load to CPU 1" if _harness.HAS_TASKSET else "not pinned"))
+        "servers pinned to CPU 0, load to CPU 1" if _harness.PINNED else "not pinned"))
     print("Each measurement follows a warm-up of the same load (for PyPy's JIT; seconds per bench "
           "below).")
-    print("ratio = aleph/base (goal >= 0.8-0.9 for rates; '(lower)' rows: lower is better, "
+    print("ratio = aleph/base (goal >= 0.8-1.0 for rates; '(lower)' rows: lower is better, "
           "so ratio <= 1 is good); PyPy/CPy = the project's figure on PyPy / on CPython.")
+    print("load-bound = a server was busy (running or queued for its core) under %.0f%% of the "
+          "window: the figure measured the load, not the server (no ratio)."
+          % (_harness.BUSY_MIN * 100))
     print("A shared 2-core machine: figures are noisy, re-measure before quoting.\n")
     print(table(results, interpreters))
     if args.json_out:

@@ -4,15 +4,17 @@ Each server runs in its own process (``--python``, pinned to CPU 0 with
 ``taskset`` when available); the load runs pinned to CPU 1. Named
 ``http_hello`` so that it cannot shadow the standard library's ``http``.
 
-* ``/hello``: ``wrk -t1 -c50`` (keep-alive; a small Twisted keep-alive load
-  generator if wrk is missing) against three servers: twisted_aleph's
-  ``start_server`` with the seed's demo app (a response map), a plain Klein
-  app with the same routing table whose /hello returns ``b"hello world!"``
-  (Klein's own way), and a raw ``twisted.web`` Resource. ``--rounds``
-  interleaved rounds, the best of each kept. Prints req/s and the server's
-  CPU microseconds per request (steadier than req/s on a shared machine:
-  it does not count time the server waited for a CPU); ratios against plain
-  Klein (goal >= 0.9) and raw. No server writes an access log line
+* ``/hello``: ``wrk -t1 -c50`` (keep-alive) against three servers, started
+  together: twisted_aleph's ``start_server`` with the seed's demo app (a
+  response map), a raw ``twisted.web`` Resource, and a plain Klein app with
+  the same routing table whose /hello returns ``b"hello world!"`` (Klein's
+  own way). After ``--warmup`` seconds of wrk per server, ``--runs`` (3)
+  rounds alternating the servers; the medians of req/s and of the server's
+  CPU microseconds per request (steadier than req/s on a shared machine: it
+  does not count time the server waited for a CPU), with the server core's
+  and wrk's core's CPU over the windows; ratios against raw (goal >= 1.0)
+  and plain Klein, or "load-bound" where a server was busy under 90% of a window.
+  No server writes an access log line
   (twisted_aleph's default), and every server runs with CPython's garbage
   collector tuned as ``twistd aleph-http`` tunes it
   (``twisted_aleph.server.tune_gc``; nothing on PyPy), so the comparison is
@@ -46,7 +48,7 @@ Each server runs in its own process (``--python``, pinned to CPU 0 with
 Figures are noisy on a shared 2-core machine; compare the ratios.
 
     python bench/http_hello.py [--python PATH] [--seconds 5] [--warmup N] [--json]
-                               [--rounds 2] [--skip-concurrency] [--batches 2]
+                               [--runs 3] [--skip-concurrency] [--batches 2]
                                [--only hello|delayed-wrk|delayed-batch|numbers ...]
 """
 
@@ -66,6 +68,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import _harness
+import _loadgen
 
 HELLO = b"hello world!"
 
@@ -212,20 +215,6 @@ def concurrent_load(port: int, path: str, clients: int) -> None:
     reactor.callWhenRunning(main)
     reactor.run()
     print("RESULT " + json.dumps(results), flush=True)
-
-
-def keepalive_load(port: int, seconds: float, warmup: float, server_pid: int,
-                   connections: int = 50) -> None:
-    """wrk's stand-in: keep-alive GET /hello on ``connections`` sockets; prints
-    req/s and the server's CPU microseconds per request."""
-    from twisted.internet import reactor
-
-    counter = [0]
-    factory = _harness.hello_keepalive_factory(counter, host="b")
-    for _ in range(connections):
-        reactor.connectTCP("127.0.0.1", port, factory)
-    _harness.report_rate_after(reactor, counter, max(warmup, 0.2), seconds, server_pid)
-    reactor.run()
 
 
 # -- the one-shot /delayed_hello batch (run with --batch): a raw selectors client ------
@@ -426,7 +415,7 @@ def batch_load(port: int, clients: int, server_pid: int, batches: int) -> None:
 
 # -- orchestration --------------------------------------------------------------------
 
-KINDS = ("aleph", "klein", "raw")
+KINDS = ("aleph", "raw", "klein")
 #: twisted_aleph with CPython's collector left as Python sets it (the batch shows both)
 UNTUNED = "aleph+python-gc"
 LABELS = {"aleph": "twisted_aleph", "klein": "plain Klein", "raw": "raw twisted.web",
@@ -459,25 +448,24 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
-def hello_load(args: argparse.Namespace, server: _harness.Child) -> Dict[str, float]:
-    """req/s and the server's CPU microseconds per request, after a warm-up."""
-    if not HAS_WRK:
-        out = _harness.run_pinned(_harness.LOAD_CPU, _harness.script_argv(
-            args.python, __file__, "--keepalive", server.port, "--seconds", args.seconds,
-            "--warmup", args.warmup, "--server-pid", server.pid))
-        rps, cpu_us = _harness.read_rate(out)
-        return {"rps": rps, "cpu_us": cpu_us}
-    url = f"http://127.0.0.1:{server.port}/hello"
-    if args.warmup > 0:
-        _wrk(url, 50, args.warmup)
-    cpu = server.cpu_seconds()
-    out = _wrk(url, 50, args.seconds)
-    cpu = server.cpu_seconds() - cpu
+def hello_load(args: argparse.Namespace, server: _harness.Child, seconds: float) -> _harness.Run:
+    """``wrk -t1 -c50`` on /hello for ``seconds``: req/s, server CPU per request."""
+    wrk, start = _loadgen.wrk()
+    argv = wrk + ["-t1", "-c50", f"-d{max(1, math.ceil(seconds))}s",
+                  f"http://127.0.0.1:{server.port}/hello"]
+    out, window = _harness.run_load(argv, server.pid, "Requests/sec:", start_prefix=start,
+                                    timeout=seconds + 60)
+    return _harness.Run(*wrk_figures(out), window)
+
+
+def wrk_figures(out: str) -> Tuple[float, int]:
+    """(wrk's requests/s, requests answered) from its report; any error is a
+    RuntimeError showing the report."""
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = _wrk_count(out, r"(\d+) requests in")
-    if not rps or not total:
+    if not rps or not total or re.search(r"Non-2xx or 3xx responses|Socket errors", out):
         raise RuntimeError(f"wrk said: {out}")
-    return {"rps": float(rps.group(1)), "cpu_us": cpu * 1e6 / total}
+    return float(rps.group(1)), total
 
 
 def delayed_load(args: argparse.Namespace, server: _harness.Child,
@@ -513,24 +501,31 @@ def numbers_load(args: argparse.Namespace, server: _harness.Child,
 
 
 def measure_hello(args: argparse.Namespace, results: _harness.Results) -> None:
-    best: Dict[str, Dict[str, float]] = {k: {"rps": 0.0, "cpu_us": math.inf} for k in KINDS}
-    for _ in range(args.rounds):  # interleaved, so a burst of noise hits one round
+    try:
+        _loadgen.wrk()
+    except _loadgen.Unavailable as e:
+        print(f"/hello: skipped ({e})")
+        results.add("/hello vs raw", None, None, "req/s", note="no wrk")
+        return
+    print("/hello, wrk -t1 -c50:", flush=True)
+    servers: Dict[str, _harness.Child] = {}
+    try:
         for kind in KINDS:
-            with _server(args, kind) as server:
-                got = hello_load(args, server)
-            best[kind]["rps"] = max(best[kind]["rps"], got["rps"])
-            best[kind]["cpu_us"] = min(best[kind]["cpu_us"], got["cpu_us"])
-    print(f"/hello, {'wrk -t1 -c50' if HAS_WRK else 'Twisted keep-alive client x50'}, "
-          f"best of {args.rounds} interleaved rounds:")
-    for kind in KINDS:
-        print(f"  {LABELS[kind]:16} {best[kind]['rps']:10.0f} req/s "
-              f"{best[kind]['cpu_us']:7.1f} server CPU us/request")
-    for base, goal in (("klein", " (goal >= 0.9)"), ("raw", "")):
-        print(f"  twisted_aleph / {LABELS[base]}: req/s {best['aleph']['rps'] / best[base]['rps']:.2f}"
-              f", CPU per request {best['aleph']['cpu_us'] / best[base]['cpu_us']:.2f}{goal}")
-        results.add(f"/hello vs {SHORT[base]}", best["aleph"]["rps"], best[base]["rps"], "req/s")
-        results.add(f"/hello CPU vs {SHORT[base]}", best["aleph"]["cpu_us"],
-                    best[base]["cpu_us"], "us/req", better="lower")
+            servers[kind] = _server(args, kind)
+            if args.warmup > 0:
+                hello_load(args, servers[kind], args.warmup)
+        outcomes = _harness.alternate(KINDS, args.runs,
+                                      lambda kind: hello_load(args, servers[kind], args.seconds),
+                                      LABELS, "req/s", "request")
+    finally:
+        for server in servers.values():
+            server.stop()
+    _harness.print_outcomes(outcomes, LABELS, "req/s", "request")
+    for base, goal in (("raw", "(goal >= 1.0)"), ("klein", "")):
+        _harness.print_ratio("twisted_aleph", LABELS[base], outcomes["aleph"], outcomes[base],
+                             goal)
+        results.compare(f"/hello vs {SHORT[base]}", outcomes["aleph"], outcomes[base], "req/s",
+                        "req")
 
 
 def measure_delayed(args: argparse.Namespace, results: _harness.Results,
@@ -558,15 +553,10 @@ def measure_delayed(args: argparse.Namespace, results: _harness.Results,
 
 
 def warm_up(args: argparse.Namespace, server: _harness.Child) -> None:
-    """``--warmup`` seconds of keep-alive /hello (the same server code, JIT-warm)."""
-    if args.warmup <= 0:
-        return
-    if HAS_WRK:
+    """``--warmup`` seconds of keep-alive /hello with wrk (the same server code,
+    JIT-warm); without wrk, the batch's own second round shows the warm figure."""
+    if args.warmup > 0 and HAS_WRK:
         _wrk(f"http://127.0.0.1:{server.port}/hello", 50, args.warmup)
-    else:
-        _harness.run_pinned(_harness.LOAD_CPU, _harness.script_argv(
-            args.python, __file__, "--keepalive", server.port, "--seconds", args.warmup,
-            "--warmup", 0, "--server-pid", server.pid))
 
 
 def batch_figures(args: argparse.Namespace, server: _harness.Child,
@@ -638,7 +628,6 @@ def measure_numbers(args: argparse.Namespace, results: _harness.Results,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     _harness.add_common_options(parser, seconds=5.0)
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved /hello rounds")
     parser.add_argument("--skip-concurrency", action="store_true",
                         help="only /hello (skip /delayed_hello and /numbers)")
     parser.add_argument("--only", action="append", choices=PARTS,
@@ -648,7 +637,6 @@ def main() -> None:
                              "the one-shot figure (default 2)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--load", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--keepalive", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--path", default="/hello", help=argparse.SUPPRESS)
     parser.add_argument("--clients", type=int, default=1, help=argparse.SUPPRESS)
@@ -660,8 +648,6 @@ def main() -> None:
         return concurrent_load(args.load, args.path, args.clients)
     if args.batch:
         return batch_load(args.batch, args.clients, args.server_pid, args.batches)
-    if args.keepalive:
-        return keepalive_load(args.keepalive, args.seconds, args.warmup or 0.0, args.server_pid)
 
     args = _harness.finish_options(args)
     _harness.raise_fd_limit()
@@ -681,4 +667,4 @@ MEASURES = {"hello": measure_hello, "delayed-wrk": measure_delayed,
 
 
 if __name__ == "__main__":
-    main()
+    _loadgen.run_main(main)

@@ -15,7 +15,9 @@
   a note without it).
 
 Servers run under ``--python`` (this checkout first on PYTHONPATH), as twistd
-would; the chat load runs under it too. Figures are noisy on a shared machine.
+would; the chat load runs under it too: a Python client on the same two cores
+(load-bound likely: it is what puts the lines through the room, and the JSON
+row says so). Figures are noisy on a shared machine.
 
     python bench/scale.py [--python PATH] [--seconds 5] [--warmup N] [--json]
                           [--clients 20] [--window 8]
@@ -273,7 +275,8 @@ def main() -> None:
               f"1 process (in-process bus) {baseline:,.0f} deliveries/s, "
               f"2 workers via Redis {project:,.0f} deliveries/s, "
               f"ratio {project / baseline:.2f}", flush=True)
-        results.add(name, project, baseline, "msgs/s")
+        results.add(name, project, baseline, "msgs/s",
+                    note="Python clients on the same cores: load-bound likely")
     results.emit()
 
 

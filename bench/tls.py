@@ -10,37 +10,41 @@ throwaway certificate (``tls.generate_pki``, EC P-256) made for the run:
 
 Load, pinned to CPU 1:
 
-* HTTPS ``/hello`` with keep-alive: ``wrk -t1 -c50 https://...`` (a Twisted
-  keep-alive TLS client if wrk is missing): req/s and server CPU us/request;
-* new handshakes/s: a lean Twisted client keeping ``--concurrency`` (16)
+* HTTPS ``/hello`` with keep-alive: ``wrk -t1 -c50 https://...``: req/s and
+  server CPU us/request;
+* new handshakes/s: a Python (Twisted) client keeping ``--concurrency`` (16)
   connections opening, each connecting, finishing its TLS handshake (no
   certificate check, to spend its CPU on the handshake alone) and closing:
-  handshakes/s and server CPU us/handshake;
+  handshakes/s and server CPU us/handshake. Load-bound likely: the client's
+  side of a handshake costs about what the server's does, so watch the
+  server core's CPU printed with it;
 * the same with mutual TLS (both servers require a client certificate, the
   client presents one); ``--skip-mutual`` leaves it out.
 
-CPU per request or handshake is steadier than the rates on a shared 2-core
-machine (it does not count time the server waited for a CPU). The ratio is
-twisted_aleph / plain Twisted.
+Each figure: ``--runs`` (3) runs alternating the servers, the medians, the
+server core's and the load core's CPU over the windows; a server busy under
+90% of a window makes it "load-bound" instead of a ratio. CPU per request or
+handshake is steadier than the rates on a shared 2-core machine (it does not
+count time the server waited for a CPU). The ratio is twisted_aleph / plain
+Twisted.
 
     python bench/tls.py [--python PATH] [--seconds 5] [--warmup N] [--json]
-                        [--rounds 1] [--concurrency 16] [--skip-mutual]
+                        [--runs 3] [--concurrency 16] [--skip-mutual]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import re
-import shutil
 import subprocess
 import tempfile
 from typing import Any, Dict
 
 import _harness
+import _loadgen
+from http_hello import wrk_figures
 
 HELLO = b"hello world!"
-HAS_WRK = shutil.which("wrk") is not None
 KINDS = ("aleph", "raw")
 LABELS = {"aleph": "twisted_aleph", "raw": "plain Twisted"}
 
@@ -167,59 +171,29 @@ def handshake_load(port: int, pki_dir: str, mutual: bool, concurrency: int,
     _measure(seconds, warmup, server_pid, counter)
 
 
-def keepalive_load(port: int, pki_dir: str, seconds: float, warmup: float,
-                   server_pid: int, connections: int = 50) -> None:
-    """wrk's stand-in: keep-alive GET /hello over TLS on ``connections`` sockets."""
-    from twisted.internet import reactor
-    from twisted.protocols.tls import TLSMemoryBIOFactory
-
-    counter = [0]
-    factory = TLSMemoryBIOFactory(_client_creator(pki_dir, False), True,
-                                  _harness.hello_keepalive_factory(counter))
-    for _ in range(connections):
-        reactor.connectTCP("127.0.0.1", port, factory)
-    _measure(seconds, warmup, server_pid, counter)
-
-
 # -- orchestration ----------------------------------------------------------------------
 
-def _wrk(url: str, seconds: float) -> str:
-    argv = ["wrk", "-t1", "-c50", f"-d{max(1, math.ceil(seconds))}s", url]
-    return subprocess.run(_harness.pinned(_harness.LOAD_CPU, argv), capture_output=True,
-                          text=True, preexec_fn=_harness.raise_fd_limit).stdout
-
-
-def hello_figures(args: argparse.Namespace, server: _harness.Child) -> Dict[str, float]:
-    if not HAS_WRK:
-        return _load(args, server, "--keepalive")
-    url = f"https://127.0.0.1:{server.port}/hello"
-    if args.warmup > 0:
-        _wrk(url, args.warmup)
-    cpu = server.cpu_seconds()
-    out = _wrk(url, args.seconds)
-    cpu = server.cpu_seconds() - cpu
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    total = re.search(r"(\d+) requests in", out)
-    if not rps or not total or not int(total.group(1)):
-        raise RuntimeError(f"wrk said: {out}")
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        raise RuntimeError(f"wrk got errors: {out}")
-    return {"rate": float(rps.group(1)), "cpu_us": cpu * 1e6 / int(total.group(1))}
+def hello_figures(args: argparse.Namespace, server: _harness.Child) -> _harness.Run:
+    wrk, start = _loadgen.wrk()
+    argv = wrk + ["-t1", "-c50", f"-d{max(1, math.ceil(args.seconds))}s",
+                  f"https://127.0.0.1:{server.port}/hello"]
+    out, window = _harness.run_load(argv, server.pid, "Requests/sec:", start_prefix=start,
+                                    timeout=args.seconds + 60)
+    return _harness.Run(*wrk_figures(out), window)
 
 
 def _load(args: argparse.Namespace, server: _harness.Child, role: str,
-          *extra: Any) -> Dict[str, float]:
-    out = _harness.run_pinned(_harness.LOAD_CPU, _harness.script_argv(
+          *extra: Any) -> _harness.Run:
+    out, window = _harness.run_load(_harness.script_argv(
         args.python, __file__, role, server.port, "--pki", args.pki, "--seconds",
         args.seconds, "--warmup", args.warmup, "--server-pid", server.pid, *extra),
-        timeout=args.seconds + args.warmup + 120)
-    rate, cpu_us = _harness.read_rate(out)
-    return {"rate": rate, "cpu_us": cpu_us}
+        server.pid, "RATE ", timeout=args.seconds + args.warmup + 120)
+    rate, _ = _harness.read_rate(out)
+    return _harness.Run(rate, rate * window.seconds, window)
 
 
 def handshake_figures(args: argparse.Namespace, server: _harness.Child,
-                      mutual: bool) -> Dict[str, float]:
+                      mutual: bool) -> _harness.Run:
     extra = ["--concurrency", args.concurrency] + (["--mutual"] if mutual else [])
     return _load(args, server, "--handshakes", *extra)
 
@@ -227,7 +201,6 @@ def handshake_figures(args: argparse.Namespace, server: _harness.Child,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     _harness.add_common_options(parser, seconds=5.0)
-    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (best kept)")
     parser.add_argument("--concurrency", type=int, default=16,
                         help="connections the handshake client keeps opening")
     parser.add_argument("--skip-mutual", action="store_true",
@@ -236,7 +209,6 @@ def main() -> None:
     parser.add_argument("--pki", help=argparse.SUPPRESS)
     parser.add_argument("--mutual", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--handshakes", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--keepalive", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -244,9 +216,6 @@ def main() -> None:
     if args.handshakes:
         return handshake_load(args.handshakes, args.pki, args.mutual, args.concurrency,
                               args.seconds, args.warmup or 0.0, args.server_pid)
-    if args.keepalive:
-        return keepalive_load(args.keepalive, args.pki, args.seconds, args.warmup or 0.0,
-                              args.server_pid)
 
     args = _harness.finish_options(args)
     _harness.raise_fd_limit()
@@ -267,45 +236,46 @@ def _generate_pki(python: str, directory: str) -> None:
 
 
 def measure(args: argparse.Namespace, results: _harness.Results) -> None:
-    figures = [("hello", "HTTPS /hello keep-alive", "req/s", False)]
-    figures.append(("handshake", "new TLS handshakes", "handshakes/s", False))
-    if not args.skip_mutual:
-        figures.append(("mutual", "new mutual-TLS handshakes", "handshakes/s", True))
-    best: Dict[str, Dict[str, Dict[str, float]]] = {
-        name: {k: {"rate": 0.0, "cpu_us": math.inf} for k in KINDS} for name, *_ in figures}
-
-    def record(name: str, kind: str, got: Dict[str, float]) -> None:
-        best[name][kind]["rate"] = max(best[name][kind]["rate"], got["rate"])
-        best[name][kind]["cpu_us"] = min(best[name][kind]["cpu_us"], got["cpu_us"])
-
     def start(kind: str, mutual: bool) -> _harness.Child:
         return _harness.Child.server(args.python, __file__, "--serve", kind, "--pki", args.pki,
                                      *(["--mutual"] if mutual else []))
 
-    for _ in range(args.rounds):  # interleaved, so a burst of noise hits one round
-        for kind in KINDS:
-            with start(kind, mutual=False) as server:
-                record("hello", kind, hello_figures(args, server))
-                record("handshake", kind, handshake_figures(args, server, False))
-            if not args.skip_mutual:
-                with start(kind, mutual=True) as server:
-                    record("mutual", kind, handshake_figures(args, server, True))
-    load = "wrk -t1 -c50" if HAS_WRK else "Twisted keep-alive TLS client x50"
-    for name, title, unit, _mutual in figures:
-        how = load if name == "hello" else f"lean Twisted client, {args.concurrency} at a time"
-        print(f"{title} ({how}, best of {args.rounds}):")
-        per = "request" if name == "hello" else "handshake"
-        for kind in KINDS:
-            f = best[name][kind]
-            print(f"  {LABELS[kind]:14} {f['rate']:10.0f} {unit:13} "
-                  f"{f['cpu_us']:8.1f} server CPU us/{per}")
-        a, b = best[name]["aleph"], best[name]["raw"]
-        print(f"  twisted_aleph / plain Twisted: {unit} {a['rate'] / b['rate']:.2f}, "
-              f"CPU per {per} {a['cpu_us'] / b['cpu_us']:.2f}")
-        results.add(f"{title} vs plain Twisted", a["rate"], b["rate"], unit)
-        results.add(f"{title} CPU vs plain Twisted", a["cpu_us"], b["cpu_us"], f"us/{per}",
-                    better="lower")
+    try:
+        _loadgen.wrk()
+        with_wrk = True
+    except _loadgen.Unavailable as e:
+        print(f"HTTPS /hello: skipped ({e})")
+        with_wrk = False
+    figures = [("HTTPS /hello keep-alive", "wrk -t1 -c50", "req/s", "request", False,
+                hello_figures)] if with_wrk else []
+    handshakes = f"Python client, {args.concurrency} at a time: load-bound likely"
+    figures.append(("new TLS handshakes", handshakes, "handshakes/s", "handshake", False,
+                    lambda a, s: handshake_figures(a, s, False)))
+    if not args.skip_mutual:
+        figures.append(("new mutual-TLS handshakes", handshakes, "handshakes/s", "handshake",
+                        True, lambda a, s: handshake_figures(a, s, True)))
+    for mutual in (False, True):
+        mine = [f for f in figures if f[4] == mutual]
+        if not mine:
+            continue
+        servers = {}
+        try:
+            for kind in KINDS:
+                servers[kind] = start(kind, mutual)
+            for title, how, unit, per, _, run in mine:
+                print(f"{title} ({how}):", flush=True)
+                outcomes = _harness.alternate(
+                    KINDS, args.runs, lambda kind, run=run, servers=servers: run(args, servers[kind]),
+                    LABELS, unit, per)
+                _harness.print_outcomes(outcomes, LABELS, unit, per)
+                _harness.print_ratio("twisted_aleph", "plain Twisted", outcomes["aleph"],
+                                     outcomes["raw"])
+                results.compare(f"{title} vs plain Twisted", outcomes["aleph"],
+                                outcomes["raw"], unit, per)
+        finally:
+            for server in servers.values():
+                server.stop()
 
 
 if __name__ == "__main__":
-    main()
+    _loadgen.run_main(main)

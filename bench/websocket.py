@@ -1,52 +1,46 @@
 """WebSocket echo and chat fan-out: twisted_aleph against a bare Autobahn server.
 
-Each server runs in its own process pinned to CPU 0 (``taskset -c 0``); a lean
-raw-Twisted load generator (hand-built masked frames, replies counted by
-size, no Autobahn on the client side) runs pinned to CPU 1.
+Both servers run in their own processes pinned to CPU 0 (``taskset -c 0``),
+started together and measured in turn; the load is node with the npm package
+``ws`` (``bench/loadgen/ws_load.js``; ``ws`` installed into ``bench/.build``
+at first use), pinned to CPU 1.
 
-* echo: ``--connections`` (50) connections each keeping ``--inflight`` (16)
-  text messages in flight for ``--seconds``. ``aleph`` is the demo app's
+* echo: ``--connections`` (50) connections each keeping ``--window`` (10)
+  text messages in flight, every reply checked. ``aleph`` is the demo app's
   ``/echo`` (Klein route, ``websocket_connection`` takeover, the duplex stream
   connected to itself); ``autobahn`` is a ``WebSocketServerProtocol`` whose
-  ``onMessage`` calls ``sendMessage``. Prints msgs/s for both and the ratio
-  (goal >= 0.8), and the server's CPU microseconds per message over the
-  measured window (steadier than msgs/s on a shared machine).
+  ``onMessage`` calls ``sendMessage``.
 * chat fan-out: ``--room`` (200) clients in one room; one of them publishes
-  with ``--inflight`` lines outstanding (counted on its own copies).
+  with ``--window`` lines outstanding (its own copies coming back are the
+  answers); the figure is deliveries per second (lines x receivers).
   ``aleph`` is the demo's ``/chat`` (EventBus, ``buffer(100)``, per-client
   backpressure); ``autobahn`` is a dict of rooms and a loop of
-  ``sendMessage``. Prints deliveries per second (lines x receivers).
+  ``sendMessage``.
 
-No compression (the load does not offer it) so framing, not zlib, is measured.
-Figures are noisy on a shared 2-core machine; compare the ratios.
+After ``--warmup`` seconds of the same load per server (PyPy's JIT),
+``--runs`` (3) rounds alternating the servers; the medians are printed with
+the server core's and the load core's CPU over the windows; a server busy
+(running or queued for its core) under 90% of a window means the figure is
+the load's ("load-bound", no ratio). No
+compression (the load does not offer it), so framing, not zlib, is measured.
 
-    python bench/websocket.py [--python PATH] [--seconds 10] [--warmup N] [--json]
+    python bench/websocket.py [--python PATH] [--seconds 5] [--warmup N] [--runs 3]
+                              [--connections 50] [--room 200] [--window 10] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import os
-from typing import Any, Dict, List, Set, Tuple
+from typing import Any, Dict, List, Set
 
 import _harness
+import _loadgen
 
-MESSAGE = b"hello websocket"
-ROOM = b"bench room"
-PUBLISHER = b"p"
-LISTENER = b"l"
-
-
-def client_frame(payload: bytes, opcode: int = 1) -> bytes:
-    """A masked client text frame (payload < 126 bytes)."""
-    mask = b"\x11\x22\x33\x44"
-    return (bytes([0x80 | opcode, 0x80 | len(payload)]) + mask
-            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-
-
-def server_frame_len(payload: bytes) -> int:
-    return 2 + len(payload)  # unmasked, short
+VARIANTS = ("aleph", "autobahn")
+LABELS = {"echo": {"aleph": "twisted_aleph /echo (stream)",
+                   "autobahn": "bare Autobahn echo protocol"},
+          "chat": {"aleph": "twisted_aleph /chat (EventBus)",
+                   "autobahn": "bare Autobahn broadcast"}}
 
 
 # -- servers (child processes) -----------------------------------------------------
@@ -113,158 +107,71 @@ def run_server(variant: str) -> None:
     reactor.run()
 
 
-# -- load (child process) ------------------------------------------------------------
-
-def handshake(path: str, port: int) -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
-
-
-def run_load(mode: str, port: int, connections: int, inflight: int, seconds: float,
-             warmup: float, server_pid: int) -> None:
-    _harness.raise_fd_limit()
-    from twisted.internet import reactor
-    from twisted.internet.protocol import ClientFactory, Protocol
-
-    counter = [0]
-    request = client_frame(MESSAGE)
-    line_len = server_frame_len(PUBLISHER + b": " + MESSAGE)
-    echo_len = server_frame_len(MESSAGE)
-
-    class Client(Protocol):
-        """Handshake, then count fixed-size replies; the sender refills its window."""
-
-        publisher = False
-
-        def connectionMade(self) -> None:
-            self.transport.setTcpNoDelay(True)
-            self.upgraded = False
-            self.head = b""
-            self.buffered = 0
-            path = "/echo" if mode == "echo" else "/chat"
-            self.transport.write(handshake(path, port))
-
-        def dataReceived(self, data: bytes) -> None:
-            if not self.upgraded:
-                self.head += data
-                head, sep, rest = self.head.partition(b"\r\n\r\n")
-                if not sep:
-                    return
-                if not head.startswith(b"HTTP/1.1 101"):
-                    print(f"FAILED handshake: {head[:80]!r}", flush=True)
-                    reactor.stop()
-                    return
-                self.upgraded = True
-                self.on_open()
-                data = rest
-            size = echo_len if mode == "echo" else line_len
-            n, self.buffered = divmod(self.buffered + len(data), size)
-            if n:
-                counter[0] += n
-                if mode == "echo" or self.publisher:
-                    self.transport.write(request * n)
-
-        def on_open(self) -> None:
-            if mode == "echo":
-                self.transport.write(request * inflight)
-            else:
-                name = PUBLISHER if self.publisher else LISTENER
-                self.transport.write(client_frame(ROOM) + client_frame(name))
-
-    class Factory(ClientFactory):
-        protocol = Client
-
-    listeners = Factory()
-    for _ in range(connections if mode == "echo" else connections - 1):
-        reactor.connectTCP("127.0.0.1", port, listeners)
-
-    if mode == "chat":
-        class Publisher(Client):
-            publisher = True
-
-        def start_publishing() -> None:
-            class PublisherFactory(ClientFactory):
-                protocol = Publisher
-
-                def buildProtocol(self, addr: Any) -> Any:
-                    p = ClientFactory.buildProtocol(self, addr)
-                    orig = p.on_open
-
-                    def on_open() -> None:
-                        orig()
-                        reactor.callLater(0.5, p.transport.write, request * inflight)
-                    p.on_open = on_open
-                    return p
-            reactor.connectTCP("127.0.0.1", port, PublisherFactory())
-        reactor.callLater(0.5, start_publishing)  # listeners first
-        warmup += 1.0
-
-    _harness.report_rate_after(reactor, counter, warmup, seconds, server_pid)
-    reactor.run()
-
-
 # -- the orchestrator ------------------------------------------------------------
 
-def measure(variant: str, mode: str, connections: int,
-            args: argparse.Namespace) -> Tuple[float, float]:
-    """(messages/s, server CPU microseconds per message) for one server."""
-    with _harness.Child.server(args.python, __file__, "--role", "server",
-                               "--variant", variant) as server:
-        argv = _harness.script_argv(
-            args.python, __file__, "--role", "load", "--mode", mode, "--port", server.port,
-            "--connections", connections, "--inflight", args.inflight,
-            "--seconds", args.seconds, "--warmup", args.warmup, "--server-pid", server.pid)
-        out = _harness.run_pinned(_harness.LOAD_CPU, argv)
-    return _harness.read_rate(out)
+def load(args: argparse.Namespace, server: _harness.Child, mode: str, seconds: float,
+         settle: float) -> _harness.Run:
+    """``ws_load.js`` in ``mode`` against ``server`` for ``settle`` + ``seconds`` s."""
+    node, env = _loadgen.node_ws()
+    clients = args.connections if mode == "echo" else args.room
+    argv = node + [mode, f"ws://127.0.0.1:{server.port}/{mode}", str(clients),
+                   str(args.window), str(seconds), str(settle)]
+    out, window = _harness.run_load(argv, server.pid, "msgs_per_s=", env=env,
+                                    timeout=seconds + settle + 90)
+    got = _harness.result_fields(out, "msgs_per_s=")
+    if got.get("mismatches") or got.get("errors"):
+        raise RuntimeError("ws_load: %d wrong replies, %d errors" % (
+            got.get("mismatches", 0), got.get("errors", 0)))
+    return _harness.Run(got["msgs_per_s"], got["msgs"], window)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    _harness.add_common_options(p, seconds=10.0)
-    p.add_argument("--connections", type=int, default=50)
+    _harness.add_common_options(p, seconds=5.0)
+    p.add_argument("--connections", type=int, default=50, help="echo connections")
     p.add_argument("--room", type=int, default=200, help="chat clients in the room")
-    p.add_argument("--inflight", type=int, default=16)
-    p.add_argument("--role", choices=["server", "load"], help=argparse.SUPPRESS)
-    p.add_argument("--variant", choices=["aleph", "autobahn"], help=argparse.SUPPRESS)
-    p.add_argument("--mode", choices=["echo", "chat"], help=argparse.SUPPRESS)
-    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--window", type=int, default=10,
+                   help="messages (echo) or lines (chat) in flight per sender")
+    p.add_argument("--role", choices=["server"], help=argparse.SUPPRESS)
+    p.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.role == "server":
         return run_server(args.variant)
-    if args.role == "load":
-        return run_load(args.mode, args.port, args.connections, args.inflight,
-                        args.seconds, args.warmup, args.server_pid)
 
     args = _harness.finish_options(args)
+    _loadgen.node_ws()  # installed (or refused) before any server starts
     _harness.header("WebSocket", args)
     results = _harness.Results("websocket", args)
-    print(f"echo: {args.connections} connections x {args.inflight} in flight")
-    echo = {v: measure(v, "echo", args.connections, args) for v in ("aleph", "autobahn")}
-    print(f"  twisted_aleph /echo (stream):  {echo['aleph'][0]:10.0f} msgs/s"
-          f"  {echo['aleph'][1]:5.1f} server CPU us/msg")
-    print(f"  bare Autobahn echo protocol:   {echo['autobahn'][0]:10.0f} msgs/s"
-          f"  {echo['autobahn'][1]:5.1f} server CPU us/msg")
-    print(f"  ratio aleph/autobahn:          {echo['aleph'][0] / echo['autobahn'][0]:10.2f}"
-          "  (goal >= 0.8)")
-    results.add(f"echo x{args.connections}", echo["aleph"][0], echo["autobahn"][0], "msgs/s")
-    results.add(f"echo x{args.connections} server CPU", echo["aleph"][1], echo["autobahn"][1],
-                "us/msg", better="lower")
-    print(f"chat fan-out: one room of {args.room} clients, one publisher,"
-          f" {args.inflight} lines in flight")
-    chat = {v: measure(v, "chat", args.room, args) for v in ("aleph", "autobahn")}
-    print(f"  twisted_aleph /chat (EventBus): {chat['aleph'][0]:10.0f} deliveries/s"
-          f"  {chat['aleph'][1]:5.1f} server CPU us/delivery")
-    print(f"  bare Autobahn broadcast:        {chat['autobahn'][0]:10.0f} deliveries/s"
-          f"  {chat['autobahn'][1]:5.1f} server CPU us/delivery")
-    print(f"  ratio aleph/autobahn:           {chat['aleph'][0] / chat['autobahn'][0]:10.2f}")
-    results.add(f"chat fan-out x{args.room}", chat["aleph"][0], chat["autobahn"][0],
-                "deliveries/s")
+    figures = (("echo", f"echo: {args.connections} connections x {args.window} in flight",
+                f"echo {args.connections}x{args.window}", "msgs/s", "msg"),
+               ("chat", f"chat fan-out: one room of {args.room} clients, one publisher, "
+                        f"{args.window} lines in flight", f"chat fan-out x{args.room}",
+                "deliveries/s", "delivery"))
+    servers: Dict[str, _harness.Child] = {}
+    try:
+        for v in VARIANTS:
+            servers[v] = _harness.Child.server(args.python, __file__, "--role", "server",
+                                               "--variant", v)
+        for mode, title, name, unit, per in figures:
+            print(title + " (node ws)", flush=True)
+            if args.warmup > 0:
+                for v in VARIANTS:
+                    load(args, servers[v], mode, args.warmup, 0)
+            outcomes = _harness.alternate(
+                VARIANTS, args.runs,
+                lambda v, mode=mode: load(args, servers[v], mode, args.seconds, 0.5),
+                LABELS[mode], unit, per)
+            _harness.print_outcomes(outcomes, LABELS[mode], unit, per)
+            _harness.print_ratio("twisted_aleph", "bare Autobahn", outcomes["aleph"],
+                                 outcomes["autobahn"],
+                                 "(goal >= 1.0)" if mode == "echo" else "(goal >= 0.9)")
+            results.compare(name, outcomes["aleph"], outcomes["autobahn"], unit, per)
+    finally:
+        for server in servers.values():
+            server.stop()
     results.emit()
 
 
 if __name__ == "__main__":
-    main()
+    _loadgen.run_main(main)
