@@ -13,18 +13,12 @@ Run: python examples/chat_two_workers.py [ws://127.0.0.1:10000/chat]
 
 from __future__ import annotations
 
-import os
 import sys
 
-# examples/http.py shadows the standard library's http package for scripts run
-# from this directory: take the directory off sys.path before importing.
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+from twisted.internet import defer, task
+from twisted.internet.error import ConnectionRefusedError
 
-from twisted.internet import defer, task  # noqa: E402
-from twisted.internet.error import ConnectionRefusedError  # noqa: E402
-
-from twisted_aleph.http import websocket_client  # noqa: E402
+from twisted_aleph.http import websocket_client
 
 URL = sys.argv[1] if len(sys.argv) > 1 else "ws://127.0.0.1:10000/chat"
 MAX_TRIES = 20

@@ -7,18 +7,11 @@ Run: python examples/tcp.py
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 
-# Python puts this directory first on sys.path, and examples/http.py would
-# shadow the standard library's http package that Twisted imports.
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+from twisted.internet import defer, task
 
-from twisted.internet import defer, task  # noqa: E402
-
-from twisted_aleph.demo.tcp import (  # noqa: E402
+from twisted_aleph.demo.tcp import (
     client, fast_echo_handler, inc, slow_echo_handler, slow_echo_handler_async,
     start_server,
 )

@@ -5,18 +5,12 @@ Run: python examples/udp.py [PORT]   (prints {'a': 1, 'b': 2}; PORT defaults to 
 
 from __future__ import annotations
 
-import os
 import sys
 
-# examples/http.py is named like the standard library's ``http``, and Python
-# puts this directory first on sys.path: take it off before Twisted imports http.
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+from twisted.internet import defer, task
 
-from twisted.internet import defer, task  # noqa: E402
-
-from twisted_aleph import udp  # noqa: E402
-from twisted_aleph.demo.udp import (  # noqa: E402
+from twisted_aleph import udp
+from twisted_aleph.demo.udp import (
     SERVER_PORT, send_metric, start_statsd_server,
 )
 

@@ -16,21 +16,14 @@ http://localhost:<port>/ in a browser while it runs (``--serve``) to chat.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from typing import Any
 
-# examples/http.py shadows the standard library's http package for scripts run
-# from this directory: take the directory off sys.path before importing.
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+from klein import Klein
+from twisted.internet import defer, task
 
-from klein import Klein  # noqa: E402
-from twisted.internet import defer, task  # noqa: E402
-
-from twisted_aleph import stream as s  # noqa: E402
-from twisted_aleph.demo.websocket import add_routes  # noqa: E402
-from twisted_aleph.http import start_server, websocket_client  # noqa: E402
+from twisted_aleph import stream as s
+from twisted_aleph.demo.websocket import add_routes
+from twisted_aleph.http import start_server, websocket_client
 
 
 async def main(reactor: Any, port: int, serve: bool) -> None:

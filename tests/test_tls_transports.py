@@ -487,18 +487,6 @@ class PluginOptionTests(unittest.TestCase):
         self.assertNotIn("Traceback", text)
 
 
-class ExampleTests(unittest.TestCase):
-    async def test_examples_http_mutual_tls_demonstration(self) -> None:
-        """examples/http.py ends with the seed's TLS client-auth demonstration."""
-        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        out, err, code = await utils.getProcessOutputAndValue(
-            sys.executable, [os.path.join(ROOT, "examples", "http.py")], env=env, path=ROOT)
-        text = out.decode("utf-8")
-        self.assertEqual(code, 0, err.decode("utf-8", "replace")[-2000:])
-        self.assertIn("(mutual TLS) 'hello world!'\n", text)
-        self.assertIn("(no client certificate) refused: TLS with https://localhost:", text)
-
-
 class ErrorTextTests(unittest.TestCase):
     def test_openssl_reasons_without_tuple_noise(self) -> None:
         from OpenSSL import SSL

@@ -1,6 +1,6 @@
 """The seed's aleph.examples.http: a server with the seed's routes, then its client calls.
 
-Run: python examples/http.py   (prints what the seed shows after each ;=>)
+Run: python examples/http_demo.py   (prints what the seed shows after each ;=>)
 
     'hello world!'
     (beat) 'hello world!'
@@ -26,20 +26,13 @@ is refused. (The same server from the command line: ``twistd -n aleph-http
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 import tempfile
 
-# This file is named like the standard library's ``http`` package, and Python
-# puts its directory first on sys.path: take it off before anything imports http.
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+from twisted.internet import defer, task
 
-from twisted.internet import defer, task  # noqa: E402
-
-from twisted_aleph import bytestreams as bs, deferred as d, http, stream as s, tls  # noqa: E402
-from twisted_aleph.demo.http import make_app  # noqa: E402
+from twisted_aleph import bytestreams as bs, deferred as d, http, stream as s, tls
+from twisted_aleph.demo.http import make_app
 
 
 def build_ssl_context(ca: str, cert: str, key: str) -> tls.ClientTLS:
