@@ -369,3 +369,32 @@ class LoopTests(unittest.TestCase):
     def test_failed_deferred_in_body_fails_the_loop(self) -> None:
         r = d.loop(lambda: defer.fail(KeyError("k")))
         self.failureResultOf(r, KeyError)
+
+
+class FindCauseTests(unittest.TestCase):
+    def test_through_reasons_and_causes(self) -> None:
+        from twisted.python.failure import Failure
+        from twisted.web._newclient import ResponseNeverReceived
+
+        from twisted_aleph.deferred import find_cause
+        inner = KeyError("inner")
+        try:
+            try:
+                raise inner
+            except KeyError as e:
+                raise RuntimeError("outer") from e
+        except RuntimeError as outer:
+            wrapped = ResponseNeverReceived([Failure(ValueError("other")), Failure(outer)])
+        self.assertIs(find_cause(Failure(wrapped), lambda e: isinstance(e, KeyError)), inner)
+        self.assertIsNone(find_cause(Failure(wrapped), lambda e: isinstance(e, OSError)))
+        self.assertIsNone(find_cause(None, lambda e: True))
+
+    def test_bounded(self) -> None:
+        from twisted_aleph.deferred import find_cause
+
+        class Many(Exception):
+            def __init__(self) -> None:
+                super().__init__()
+                self.reasons = [ValueError(i) for i in range(100)] + [KeyError()]
+        self.assertIsNone(find_cause(Many(), lambda e: isinstance(e, KeyError)))
+        self.assertIsInstance(find_cause(Many(), lambda e: isinstance(e, KeyError), 200), KeyError)

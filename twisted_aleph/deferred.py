@@ -332,7 +332,34 @@ def realized(d: Deferred) -> bool:
             and not isinstance(getattr(d, "result", None), Deferred))
 
 
+def find_cause(error: Union[BaseException, Failure, None],
+               match: Callable[[BaseException], bool],
+               max_seen: int = 32) -> Optional[BaseException]:
+    """The first exception behind ``error`` for which ``match`` is true, or None.
+
+    Looks through Twisted's wrappers that carry other failures (the HTTP
+    client's ``ResponseNeverReceived``/``ResponseFailed``/
+    ``RequestTransmissionFailed`` keep theirs in ``.reasons``) and chained
+    causes, breadth first, at most ``max_seen`` exceptions (a bound, since a
+    wrapper could hold many)."""
+    pending: List[Any] = [error]
+    for _ in range(max_seen):
+        if not pending:
+            return None
+        e = pending.pop(0)
+        if isinstance(e, Failure):
+            e = e.value
+        if not isinstance(e, BaseException):
+            continue
+        if match(e):
+            return e
+        pending.extend(getattr(e, "reasons", None) or ())
+        if e.__cause__ is not None:
+            pending.append(e.__cause__)
+    return None
+
+
 __all__: List[str] = [
     "NOTHING", "to_deferred", "chain", "catch", "zip", "alt", "timeout",
-    "future", "loop", "recur", "Recur", "realized", "cancel_call",
+    "future", "loop", "recur", "Recur", "realized", "cancel_call", "find_cause",
 ]

@@ -42,6 +42,8 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
+from twisted_aleph.deferred import find_cause
+
 PEMSource = Union[str, bytes, "os.PathLike[str]"]
 
 MINIMUM_TLS = ssl.TLSVersion.TLSv1_2
@@ -76,28 +78,9 @@ def _is_tls_exception(e: BaseException) -> bool:
 
 
 def tls_error_in(error: Union[BaseException, Failure, None]) -> Optional[BaseException]:
-    """The TLS exception behind ``error``, or None.
-
-    Looks through Twisted's wrappers that carry other failures (the HTTP
-    client's ``ResponseNeverReceived``/``ResponseFailed``/
-    ``RequestTransmissionFailed`` keep theirs in ``.reasons``) and chained
-    causes, at most a few levels deep.
-    """
-    pending: List[Any] = [error]
-    for _ in range(16):
-        if not pending:
-            return None
-        e = pending.pop(0)
-        if isinstance(e, Failure):
-            e = e.value
-        if not isinstance(e, BaseException):
-            continue
-        if _is_tls_exception(e):
-            return e
-        pending.extend(getattr(e, "reasons", None) or ())
-        if e.__cause__ is not None:
-            pending.append(e.__cause__)
-    return None
+    """The TLS exception behind ``error`` (through Twisted's wrappers and
+    chained causes: :func:`twisted_aleph.deferred.find_cause`), or None."""
+    return find_cause(error, _is_tls_exception, 16)
 
 
 def describe(reason: BaseException) -> str:

@@ -92,6 +92,7 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer
 
 from twisted_aleph import stream
+from twisted_aleph.deferred import find_cause
 from twisted_aleph.http.body import BodyReceiver, StreamBodyProducer, to_chunk
 from twisted_aleph.http.content import (
     BODY_DECODERS, EDN_CONTENT_TYPE, decode_body, edn_body, multipart_files,
@@ -516,26 +517,6 @@ def _bound(d: Deferred, timeout: float, clock: Any, url: str) -> None:
     d.addTimeout(timeout, clock, onTimeoutCancel=timed_out)
 
 
-def _found_in(failure: Failure, kinds: Tuple[type, ...]) -> Optional[BaseException]:
-    """The first exception of ``kinds`` inside ``failure`` (through Twisted's
-    ``ResponseFailed``-style ``.reasons`` and chained causes), or None."""
-    pending: List[Any] = [failure]
-    for _ in range(32):
-        if not pending:
-            return None
-        e = pending.pop(0)
-        if isinstance(e, Failure):
-            e = e.value
-        if not isinstance(e, BaseException):
-            continue
-        if isinstance(e, kinds):
-            return e
-        pending.extend(getattr(e, "reasons", None) or ())
-        if e.__cause__ is not None:
-            pending.append(e.__cause__)
-    return None
-
-
 _OWN_ERRORS = (HTTPError, BodyTooLarge, BadResponseBody, TooManyRedirects, TimeoutError,
                ProxyError, TLSError)
 
@@ -548,7 +529,7 @@ def _name_failure(failure: Failure, url: str, attempt: Attempt) -> Failure:
         return failure
     if attempt.proxy_error is not None:
         raise attempt.proxy_error from failure.value
-    found = _found_in(failure, (TimeoutError, ProxyError))
+    found = find_cause(failure, lambda e: isinstance(e, (TimeoutError, ProxyError)))
     if found is not None:
         raise found from failure.value
     return _name_tls_failure(failure, url)
